@@ -1,0 +1,502 @@
+"""Helpers shared by the benchmark scripts in ``bench/``.
+
+Everything here is deliberately small and dependency-free (standard library plus ``requests``):
+percentiles, the one-line ``RESULT`` summary, JSON output, free loopback ports, starting and
+stopping server processes in their own process group, and waiting until a URL answers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+LOOPBACK = "127.0.0.1"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Return the q-th percentile (0..100) of ``values`` with linear interpolation (numpy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize_ms(seconds: Sequence[float]) -> dict:
+    """Summarise latencies given in seconds as milliseconds: n, p50, p95, mean, min, max."""
+    ms = [s * 1000.0 for s in seconds]
+    if not ms:
+        return {"n": 0, "p50_ms": math.nan, "p95_ms": math.nan, "mean_ms": math.nan}
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p95_ms": round(percentile(ms, 95), 3),
+        "mean_ms": round(sum(ms) / len(ms), 3),
+        "min_ms": round(min(ms), 3),
+        "max_ms": round(max(ms), 3),
+    }
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator`` rounded to 3 digits, NaN when either side is missing or zero."""
+    try:
+        if not numerator or not denominator or math.isnan(numerator) or math.isnan(denominator):
+            return math.nan
+    except TypeError:
+        return math.nan
+    return round(numerator / denominator, 3)
+
+
+def fmt(value: float | int | str | None, digits: int = 2) -> str:
+    """Format a number for tables and the RESULT line (``nan`` for missing values)."""
+    if value is None:
+        return "nan"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def result_line(name: str, metrics: Mapping[str, float]) -> str:
+    """Build the single machine-readable summary line: ``RESULT <name> key=value ...``."""
+    return "RESULT " + name + " " + " ".join(f"{k}={fmt(v, 3)}" for k, v in metrics.items())
+
+
+def write_json(path: str | os.PathLike, data: object) -> None:
+    """Write ``data`` as indented JSON (NaN becomes null so that strict parsers accept the file)."""
+
+    def clean(obj: object) -> object:
+        if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+            return None
+        if isinstance(obj, Mapping):
+            return {str(k): clean(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [clean(v) for v in obj]
+        return obj
+
+    Path(path).write_text(json.dumps(clean(data), indent=2, sort_keys=False) + "\n")
+
+
+def dig(node: object, *path: str, default: object = None) -> object:
+    """``node[path[0]][path[1]]...`` through nested dicts, ``default`` where a step is missing."""
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def compare(results: Mapping, spec: Sequence[tuple], *, base: str, subject: str) -> list[dict]:
+    """Rows comparing ``subject`` with ``base`` for each (metric, ratio name, "higher"/"lower", path).
+
+    The ratio is always "how many times better the subject is": subject/base where higher is better,
+    base/subject where lower is better, so > 1 means the subject wins on every metric.
+    """
+    rows = []
+    for metric, ratio_name, better, path in spec:
+        values = {}
+        for name in (base, subject):
+            value = dig(results, name, *path)
+            values[name] = value if isinstance(value, (int, float)) else math.nan
+        b, s = values[base], values[subject]
+        rows.append({"metric": metric, "ratio_name": ratio_name, "better": better, "base": base,
+                     "subject": subject, base: b, subject: s,
+                     "ratio": ratio(s, b) if better == "higher" else ratio(b, s)})  # fmt: skip
+    return rows
+
+
+def print_comparison(rows: Sequence[dict]) -> None:
+    """The side-by-side table: metric, base, subject, how many times better the subject is."""
+    if not rows:
+        return
+    base, subject = rows[0]["base"], rows[0]["subject"]
+    print(f"\n{'metric':<20}{base:>11}{subject:>11}{subject + ' better by':>17}  meaning")
+    for row in rows:
+        how = (
+            f"higher is better: {subject}/{base}"
+            if row["better"] == "higher"
+            else f"lower is better: {base}/{subject}"
+        )
+        cells = f"{fmt(row[base]):>11}{fmt(row[subject]):>11}{fmt(row['ratio'], 3) + 'x':>17}"
+        print(f"{row['metric']:<20}{cells}  {how}")
+
+
+def result_metrics(rows: Sequence[dict]) -> dict[str, float]:
+    """``<metric>_<subject>``, ``<metric>_<base>`` and the ratio of every row, for the RESULT line."""
+    metrics: dict[str, float] = {}
+    for row in rows:
+        base, subject = row["base"], row["subject"]
+        metrics[f"{row['metric']}_{subject}"] = row[subject]
+        metrics[f"{row['metric']}_{base}"] = row[base]
+        metrics[row["ratio_name"]] = row["ratio"]
+    return metrics
+
+
+def free_port() -> int:
+    """Ask the kernel for a free TCP port on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def start_process(
+    argv: Sequence[str], *, log_path: Path, cwd: str | os.PathLike | None = None, env: Mapping | None = None
+) -> subprocess.Popen:
+    """Start ``argv`` in a new session (its own process group), stdout+stderr appended to ``log_path``."""
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns the descriptor for its lifetime
+    try:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    """SIGTERM the process group of ``proc`` (started by ``start_process``), SIGKILL what is left."""
+    if proc is None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)  # start_new_session: the group id is the leader's pid
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # workers of the group that outlived their leader
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def wait_http(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    proc: subprocess.Popen | None = None,
+    ok: Iterable[int] = (200,),
+) -> requests.Response:
+    """Poll ``url`` until it answers with a status in ``ok``; raise if ``proc`` dies or time runs out."""
+    ok = set(ok)
+    deadline = time.monotonic() + timeout
+    last: str = "no answer"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            resp = requests.get(url, headers=headers, timeout=5)
+            if resp.status_code in ok:
+                return resp
+            last = f"HTTP {resp.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s ({last})")
+
+
+def cpu_busy_fraction(interval: float = 1.0) -> float:
+    """Fraction of all CPUs busy during ``interval`` seconds, from /proc/stat (0.0 when unavailable)."""
+
+    def snapshot() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = snapshot()
+        time.sleep(interval)
+        total1, idle1 = snapshot()
+    except OSError:
+        return 0.0
+    total = total1 - total0
+    return 0.0 if total <= 0 else 1.0 - (idle1 - idle0) / total
+
+
+def machine_load() -> dict:
+    """CPU count, load average and how busy the CPUs are right now; warns when something else runs."""
+    busy = round(cpu_busy_fraction(1.0), 2)
+    if busy > 0.25:
+        print(f"  warning: the CPUs are {busy:.0%} busy before this measurement: figures will be noisy")
+    return {"cpus": os.cpu_count(), "loadavg": os.getloadavg(), "busy_fraction": busy}
+
+
+def wait_until_quiet(threshold: float = 0.15, timeout: float = 120.0) -> float:
+    """Wait (bounded) until the machine is mostly idle, e.g. after ingest; returns seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if cpu_busy_fraction(1.0) < threshold:
+            break
+    return round(time.monotonic() - start, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Servers under test: a target is a DICOMweb root URL plus the headers every request carries.
+# --------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+ORTHANC_PLUGIN_PKG = "orthanc-dicomweb"
+# Settings we leave at their defaults (Orthanc 1.10 / DICOMweb plugin 1.7), reported in the output.
+ORTHANC_DEFAULTS_NOTE = {
+    "DicomWeb.StudiesMetadata": "Full (default: every instance file is read to build /metadata)",
+    "DicomWeb.SeriesMetadata": "Full (default)",
+    "StorageCompression": "false (default)",
+    "MaximumStorageCacheSize": "128 MB (default)",
+    "HttpThreadsCount": "50 (default)",
+    "OverwriteInstances": "false (default)",
+}
+
+
+@dataclass
+class Target:
+    """One DICOMweb server under test: ``root`` (no trailing slash), the headers every request carries."""
+
+    name: str
+    root: str
+    headers: dict[str, str]
+    version: str
+    proc: subprocess.Popen | None
+    info: dict = field(default_factory=dict)
+
+    def session(self) -> requests.Session:
+        """A new keep-alive HTTP session that sends this target's headers."""
+        sess = requests.Session()
+        sess.headers.update(self.headers)
+        return sess
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+
+
+def orthanc_plugin_path() -> str | None:
+    """Path of the DICOMweb plugin shared object installed by ``orthanc-dicomweb``, if any."""
+    try:
+        out = subprocess.run(
+            ["dpkg", "-L", ORTHANC_PLUGIN_PKG], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    candidates = [
+        line for line in out.splitlines() if "libOrthancDicomWeb.so" in line and Path(line).exists()
+    ]
+    return sorted(candidates, key=len)[0] if candidates else None
+
+
+def ensure_orthanc() -> str:
+    """Install Orthanc and its DICOMweb plugin with apt-get if missing; return the plugin path."""
+    plugin = orthanc_plugin_path()
+    if shutil.which("Orthanc") and plugin:
+        return plugin
+    cmd = ["apt-get", "install", "-y", "-q", "orthanc", ORTHANC_PLUGIN_PKG]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(cmd, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+        subprocess.run(cmd, env=env, check=True)
+    plugin = orthanc_plugin_path()
+    if not (shutil.which("Orthanc") and plugin):
+        raise RuntimeError("Orthanc or its DICOMweb plugin is still missing after apt-get install")
+    return plugin
+
+
+def start_orthanc(workdir: Path) -> Target:
+    """Start a private Orthanc (HTTP only, loopback, no auth, DICOMweb at /dicom-web/) in ``workdir``."""
+    plugin = ensure_orthanc()
+    port = free_port()
+    config = {
+        "Name": "okapi-bench",
+        "StorageDirectory": str(workdir / "storage"),
+        "IndexDirectory": str(workdir / "storage"),
+        "HttpPort": port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomServerEnabled": False,
+        "Plugins": [plugin],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
+        # Orthanc < 1.12.2 defaults to true and then gzips every answer, frames included, whenever the
+        # client accepts gzip (browsers do): ~3x slower frames on loopback. Upstream changed the default
+        # to false in 1.12.2 and advises false on a LAN or localhost, so we compare against that.
+        "HttpCompressionEnabled": False,
+    }
+    (workdir / "orthanc.json").write_text(json.dumps(config, indent=2))
+    proc = start_process(
+        ["Orthanc", str(workdir / "orthanc.json")], log_path=workdir / "orthanc.log", cwd=workdir
+    )
+    base = f"http://{LOOPBACK}:{port}"
+    system = wait_http(f"{base}/system", timeout=60, proc=proc).json()
+    plugin_info = requests.get(f"{base}/plugins/dicom-web", timeout=5).json()
+    version = f"Orthanc {system.get('Version')} + DICOMweb plugin {plugin_info.get('Version')}"
+    info = {
+        "config": config,
+        "defaults_left_unset": ORTHANC_DEFAULTS_NOTE,
+        "log": str(workdir / "orthanc.log"),
+    }
+    return Target("orthanc", f"{base}/dicom-web", {}, version, proc, info)
+
+
+def _run_checked(argv: Sequence[str], env: Mapping[str, str], what: str) -> str:
+    res = subprocess.run(list(argv), cwd=REPO, env=dict(env), capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"{what} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return res.stdout
+
+
+def reset_postgres_db(name: str, dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> None:
+    """Drop and recreate database ``name`` (the benchmark's own database, never a shared one)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def start_okapi(workdir: Path, workers: int, db_name: str = "okapi_bench", redis_db: int = 15) -> Target:
+    """Fresh database + data dir, migrate, create an admin and a token, start ``okapi serve``."""
+    venv_bin = REPO / ".venv" / "bin"
+    reset_postgres_db(db_name)
+    try:  # the benchmark's own Redis database: leftover queued tasks from a previous run would add load
+        import redis
+
+        redis.Redis.from_url(f"redis://127.0.0.1:6379/{redis_db}").flushdb()
+    except Exception as exc:  # noqa: BLE001 - Redis trouble shows up again when Okapi starts
+        print(f"warning: could not flush Redis db {redis_db}: {exc}")
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{db_name}",
+        OKAPI_DATA_DIR=str(data_dir),
+        REDIS_URL=f"redis://127.0.0.1:6379/{redis_db}",
+    )
+    okapi = str(venv_bin / "okapi")
+    _run_checked([str(venv_bin / "python"), "manage.py", "migrate", "--noinput"], env, "migrate")
+    _run_checked(
+        [okapi, "user", "create", "bench", "--role", "admin", "--password", "benchpass"], env, "user create"
+    )
+    token = _run_checked([okapi, "token", "bench"], env, "okapi token").strip().splitlines()[-1].strip()
+    port = free_port()
+    proc = start_process(
+        [okapi, "serve", "--host", LOOPBACK, "--port", str(port), "--workers", str(workers)],
+        log_path=workdir / "okapi.log",
+        cwd=REPO,
+        env=env,
+    )
+    base = f"http://{LOOPBACK}:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    health = wait_http(f"{base}/api/v1/health", headers=headers, timeout=120, proc=proc)
+    try:
+        health_body = health.json()
+    except ValueError:
+        health_body = health.text[:500]
+    version = okapi_version(env)
+    info = {
+        "health": health_body,
+        "workers": workers,
+        "log": str(workdir / "okapi.log"),
+        "database": db_name,
+        "redis_db": redis_db,
+    }
+    return Target("okapi", f"{base}/dicomweb", headers, version, proc, info)
+
+
+def okapi_version(env: Mapping[str, str]) -> str:
+    """Okapi's version: ``okapi --version`` when the CLI has it, else the installed package version."""
+    try:
+        res = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "okapi"), "--version"],
+            cwd=REPO,
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if res.returncode == 0 and res.stdout.strip():
+            return res.stdout.strip().splitlines()[-1]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"okapi {version('okapi')}"
+    except PackageNotFoundError:
+        return "okapi (unknown version)"
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP helpers shared by the measurements.
+# --------------------------------------------------------------------------------------------
+
+
+def multipart_related(parts: Sequence[bytes], part_type: str = "application/dicom") -> tuple[bytes, str]:
+    """One ``multipart/related`` body holding ``parts``; returns (body, Content-Type header value)."""
+    boundary = uuid.uuid4().hex
+    chunks: list[bytes] = []
+    for part in parts:
+        chunks += [f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode(), part, b"\r\n"]
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), f'multipart/related; type="{part_type}"; boundary={boundary}'
+
+
+def first_part(resp: requests.Response) -> tuple[bytes, str]:
+    """Payload and Content-Type of the first part of a multipart answer (boundary from the header).
+
+    A non-multipart answer is returned whole, with the response's Content-Type.
+    """
+    ctype = resp.headers.get("Content-Type", "")
+    match = re.search(r'boundary="?([^";,]+)"?', ctype)
+    if "multipart" not in ctype or not match:
+        return resp.content, ctype
+    body, delim = resp.content, b"--" + match.group(1).encode()
+    try:
+        start = body.index(delim) + len(delim)
+        head_end = body.index(b"\r\n\r\n", start)
+        end = body.index(b"\r\n" + delim, head_end + 4)
+    except ValueError:
+        return b"", f"unparsable multipart ({ctype})"
+    part_type = re.search(r"(?im)^content-type:\s*(.+?)\s*$", body[start:head_end].decode("latin-1"))
+    return body[head_end + 4 : end], part_type.group(1) if part_type else ""
+
+
+def json_or(resp: requests.Response, default: object = None) -> object:
+    """The JSON body of ``resp``, or ``default`` when it has none or it does not parse."""
+    try:
+        return resp.json()
+    except ValueError:
+        return default
+
+
+def guarded(label: str, fn: Callable, *args: object, **kwargs: object) -> dict:
+    """Run one measurement; a failure is reported in the results instead of ending the benchmark."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - one broken endpoint must not hide the other figures
+        error = f"{type(exc).__name__}: {exc}"
+        target = args[0] if args and isinstance(args[0], Target) else None
+        if target is not None and target.proc is not None and target.proc.poll() is not None:
+            error += f" (the {target.name} server had exited with code {target.proc.returncode})"
+        print(f"  {label} FAILED: {error}", flush=True)
+        return {"error": error}

@@ -1,0 +1,118 @@
+"""Bearer tokens: creation, revocation and the authentication used by the REST API and DICOMweb."""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from core.models import ApiToken
+
+TOKEN_PREFIX = "okp_"
+# last_used_at is informative; writing it on every DICOMweb frame request would cost a write per frame.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def token_create(*, user, name: str = "token", expires_at=None) -> tuple[ApiToken, str]:
+    """Create a token for ``user``; returns the row and the raw token, which is never stored and shown once."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, name=name[:100], prefix=raw[: len(TOKEN_PREFIX) + 6], digest=_digest(raw), expires_at=expires_at
+    )
+    return token, raw
+
+
+def token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke a token at once: the next request that carries it is refused."""
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def user_for_token(raw: str):
+    """The active user a raw bearer token belongs to, or None (unknown, revoked, expired, inactive user)."""
+    if not raw or not raw.startswith(TOKEN_PREFIX):
+        return None
+    token = ApiToken.objects.select_related("user").filter(digest=_digest(raw), revoked_at__isnull=True).first()
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        with transaction.atomic():
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user
+
+
+def bearer_from_header(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None when there is no bearer header."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip()
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """DRF authentication for ``Authorization: Bearer okp_…``."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        raw = bearer_from_header(request.META.get("HTTP_AUTHORIZATION"))
+        if raw is None:
+            return None
+        user = user_for_token(raw)
+        if user is None:
+            raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
+        return user, raw
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="okapi"'
+
+
+def request_user(request):
+    """The user of a plain Django request (DICOMweb views): a bearer token if one is sent, else the session.
+
+    Returns None for an anonymous request or a bad token: a bad token never falls back to the session.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION")
+    raw = bearer_from_header(header)
+    if raw is not None:
+        return user_for_token(raw)
+    if header:
+        return None
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_active:
+        return user
+    return None
+
+
+def user_create(*, username: str, password: str | None, role: str, email: str = "", **extra):
+    """Create a user with a role; admins are Django superusers too (admin site)."""
+    from core.models import Role
+
+    if role not in Role.values:
+        from core.errors import OkapiError
+
+        raise OkapiError("invalid_role", f"unknown role {role!r}; one of {', '.join(Role.values)}")
+    User = get_user_model()
+    is_admin = role == Role.ADMIN
+    user = User(username=username, email=email, role=role, is_staff=is_admin, is_superuser=is_admin, **extra)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    return user

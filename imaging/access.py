@@ -1,0 +1,45 @@
+"""Who may see which study: the one place that answers it, and the hook project membership plugs into.
+
+Admins see every study. Anyone else sees the studies they stored themselves (a lead's upload) and those a
+registered provider grants. ``annotation`` registers a provider for project membership, so that imaging never
+imports annotation (imports flow learning -> annotation -> imaging -> core).
+"""
+
+from collections.abc import Callable
+
+from django.db.models import Q, QuerySet
+
+from imaging.models import Study
+
+StudyAccessProvider = Callable[[object], Q]
+_providers: list[StudyAccessProvider] = []
+
+
+def register_study_access(provider: StudyAccessProvider) -> None:
+    """Add a provider: a function user -> Q over Study naming the studies it grants that user."""
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+def study_access_filter(user) -> Q | None:
+    """A Q over Study for what ``user`` may see; None means everything (admins)."""
+    if user.is_admin:
+        return None
+    condition = Q(owner=user)
+    for provider in _providers:
+        condition |= provider(user)
+    return condition
+
+
+def visible_studies(user) -> QuerySet[Study]:
+    """The studies ``user`` may see."""
+    if user is None or not user.is_authenticated:
+        return Study.objects.none()
+    condition = study_access_filter(user)
+    return Study.objects.all() if condition is None else Study.objects.filter(condition)
+
+
+def can_see_study(user, study: Study) -> bool:
+    if user is None or not user.is_authenticated:
+        return False
+    return user.is_admin or visible_studies(user).filter(pk=study.pk).exists()

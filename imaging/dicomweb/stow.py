@@ -1,0 +1,83 @@
+"""STOW-RS (PS3.18 §10.5): store instances from a multipart/related body, streamed part by part."""
+
+import os
+
+from django.conf import settings
+
+from core.errors import OkapiError
+from imaging import storage
+from imaging.dicomweb.common import dicomweb_root, json_response
+from imaging.dicomweb.multipart import MultipartError, media_params, read_parts
+from imaging.services.ingest import IngestResult, ingest_file
+
+
+def _ref_item(result: IngestResult, base: str) -> dict:
+    item = {
+        "00081150": {"vr": "UI", "Value": [result.sop_class_uid]} if result.sop_class_uid else {"vr": "UI"},
+        "00081155": {"vr": "UI", "Value": [result.sop_instance_uid]} if result.sop_instance_uid else {"vr": "UI"},
+    }
+    if result.ok:
+        item["00081190"] = {"vr": "UR", "Value": [
+            f"{base}/studies/{result.study_uid}/series/{result.series_uid}/instances/{result.sop_instance_uid}"]}
+        if result.repairs:
+            item["00081196"] = {"vr": "US", "Value": [0xB006]}  # elements coerced
+    else:
+        item["00081197"] = {"vr": "US", "Value": [result.failure_code]}
+        item["00000902"] = {"vr": "LO", "Value": [result.reason[:64]]}
+    return item
+
+
+def store_response(results: list[IngestResult], base: str, study_uid: str | None):
+    """The Store Instances Response: 200 all stored, 202 some failed, 409 none stored."""
+    stored = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    body = {}
+    retrieve_study = study_uid or (stored[0].study_uid if stored and len({r.study_uid for r in stored}) == 1 else None)
+    if retrieve_study:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{retrieve_study}"]}
+    if stored:
+        body["00081199"] = {"vr": "SQ", "Value": [_ref_item(r, base) for r in stored]}
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": [_ref_item(r, base) for r in failed]}
+    status = 200 if not failed else 202 if stored else 409
+    # Full reasons, which the 64-character ErrorComment cannot hold, for people and scripts.
+    reasons = "; ".join(f"{r.name or r.sop_instance_uid}: {r.reason}" for r in failed)
+    headers = {"Warning": f'299 okapi "{reasons[:900]}"'} if failed else {}
+    return json_response(body, status=status, headers=headers)
+
+
+def stow(request, study_uid: str | None = None):
+    """Store every application/dicom part; a bad part is listed as failed with its reason, the rest stored."""
+    content_type = request.META.get("CONTENT_TYPE", "")
+    main, params = media_params(content_type)
+    if main != "multipart/related":
+        raise OkapiError("unsupported_media_type", f"STOW-RS takes multipart/related; type=\"application/dicom\", "
+                         f"not {main or 'a body without Content-Type'}", status=415)
+    if params.get("type", "application/dicom").lower() not in {"application/dicom"}:
+        raise OkapiError("unsupported_media_type", "only application/dicom parts are supported (no DICOM JSON + "
+                         "bulk data STOW)", status=415)
+    results: list[IngestResult] = []
+    try:
+        for index, part in enumerate(read_parts(request, content_type, temp_file=storage.temp_file,
+                                                max_part_bytes=settings.OKAPI_MAX_INSTANCE_BYTES), start=1):
+            name = f"part {index}"
+            if part.path is None:
+                results.append(IngestResult("rejected", name, reason=part.error, code="too_large"))
+                continue
+            try:
+                if media_params(part.content_type)[0] not in {"application/dicom", "application/octet-stream"}:
+                    results.append(IngestResult("rejected", name, code="unsupported_media_type",
+                                                reason=f"part of type {part.content_type}: only application/dicom"))
+                    continue
+                results.append(ingest_file(part.path, user=request.okapi_user, source="stow-rs", name=name,
+                                           consume=True, expected_study_uid=study_uid, request=request))
+            finally:
+                if os.path.exists(part.path):
+                    os.unlink(part.path)
+    except MultipartError as exc:
+        if not results:
+            raise OkapiError("invalid_multipart", f"the body is not valid multipart/related: {exc}") from None
+        results.append(IngestResult("rejected", f"part {len(results) + 1}", reason=str(exc), code="invalid_multipart"))
+    if not results:
+        raise OkapiError("empty", "the body holds no parts: nothing to store")
+    return store_response(results, dicomweb_root(request), study_uid)

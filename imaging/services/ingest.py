@@ -1,0 +1,298 @@
+"""Ingest: one code path for STOW-RS, browser uploads, ``okapi import`` and the C-STORE receiver.
+
+Each file is parsed once; a bad file is rejected with its reason and nothing of it is kept; a re-sent instance
+(same SOP Instance UID, same bytes) is a no-op; storing the file and indexing it happen together or not at all.
+"""
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+
+import pydicom
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from core.audit import audit_record
+from core.models import Role
+from imaging import storage
+from imaging.access import can_see_study
+from imaging.dicom.instance import (
+    SERIES_TAGS,
+    STUDY_TAGS,
+    InvalidInstance,
+    ParsedInstance,
+    apply_repairs,
+    dumps,
+    first_value,
+    identity_repairs,
+    instance_json,
+    parse_file,
+    pick,
+)
+from imaging.models import Instance, Patient, Series, Study
+
+log = logging.getLogger("okapi.ingest")
+
+# DICOM status codes used in STOW-RS FailureReason and C-STORE responses (PS3.4 Annex B, PS3.18 Table 10.5.3-1)
+STATUS_PROCESSING_FAILURE = 0xC000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_NOT_AUTHORIZED = 0x0124
+STATUS_DATASET_MISMATCH = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+STATUS_TS_NOT_SUPPORTED = 0xC122
+STATUS_ELEMENTS_DISCARDED = 0xB006
+
+_FAILURE_CODES = {
+    "unsupported_transfer_syntax": STATUS_TS_NOT_SUPPORTED,
+    "too_large": STATUS_OUT_OF_RESOURCES,
+    "permission_denied": STATUS_NOT_AUTHORIZED,
+    "wrong_study": STATUS_DATASET_MISMATCH,
+    "conflict": STATUS_DATASET_MISMATCH,
+}
+
+
+@dataclass
+class IngestResult:
+    """The outcome for one file. ``status`` is stored, duplicate (already had it, nothing changed) or rejected."""
+
+    status: str
+    name: str = ""
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    reason: str = ""
+    code: str = ""
+    repairs: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in {"stored", "duplicate"}
+
+    @property
+    def failure_code(self) -> int:
+        return _FAILURE_CODES.get(self.code, STATUS_PROCESSING_FAILURE)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in ("", [], None)}
+
+
+def instance_path(study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """Server-rooted path of an instance's WADO-RS resource."""
+    return f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _parse(path: str) -> ParsedInstance:
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        return parse_file(fh, file_size=size)
+
+
+def _rewrite(path: str, *, repairs: list[dict], deidentify: bool) -> tuple[str, dict]:
+    """Write a modified copy (repaired identity and/or de-identified) to a new temporary file."""
+    ds = pydicom.dcmread(path)
+    apply_repairs(ds, repairs)
+    report = {}
+    if deidentify:
+        from imaging.dicom.deid import DeidConfig
+        from imaging.dicom.deid import deidentify as deid
+
+        result = deid(ds, DeidConfig(secret=settings.OKAPI_DEID_SECRET))
+        report = {"removed": len(result.removed), "emptied": len(result.emptied), "replaced": len(result.replaced),
+                  "uids_replaced": len(result.uids_replaced), "burned_in_annotation": result.burned_in_annotation}
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    fd, out = storage.temp_file(".dcm")
+    os.close(fd)
+    try:
+        ds.save_as(out, enforce_file_format=True)
+    except Exception:
+        os.unlink(out)
+        raise
+    return out, report
+
+
+def ingest_file(path: str, *, user=None, source: str, name: str = "", consume: bool = False,
+                expected_study_uid: str | None = None, deidentify: bool | None = None, request=None,
+                detail: dict | None = None) -> IngestResult:
+    """Archive one DICOM file.
+
+    ``consume=True`` lets ingest move the file into storage (temporary files of STOW and uploads); otherwise
+    it is copied and left alone. ``user`` None means a trusted system source (C-STORE, CLI).
+    Never raises for a bad file: the result says rejected and why.
+    """
+    name = name or os.path.basename(path)
+    deidentify = settings.OKAPI_DEIDENTIFY if deidentify is None else deidentify
+    rewritten = None
+    try:
+        size = os.path.getsize(path)
+        if size > settings.OKAPI_MAX_INSTANCE_BYTES:
+            return IngestResult("rejected", name, reason=f"file of {size} bytes is over the limit of "
+                                f"{settings.OKAPI_MAX_INSTANCE_BYTES} bytes (OKAPI_MAX_INSTANCE_BYTES)", code="too_large")
+        sha = _sha256(path)  # of what the sender sent: a re-send is recognised even if Okapi rewrote the copy
+        parsed = _parse(path)
+        repairs = identity_repairs(parsed, uid_root=settings.OKAPI_UID_ROOT)
+        final_path = path
+        deid_report: dict = {}
+        if repairs or deidentify:
+            rewritten, deid_report = _rewrite(path, repairs=repairs, deidentify=deidentify)
+            final_path = rewritten
+            parsed = _parse(rewritten)
+        result = _index_and_store(parsed, final_path, sha=sha, user=user, source=source, name=name,
+                                  move=(rewritten is not None) or consume, expected_study_uid=expected_study_uid,
+                                  repairs=repairs, deidentified=deidentify, request=request,
+                                  detail=(detail or {}) | ({"deid": deid_report} if deid_report else {}))
+        if result.status == "stored" and final_path == rewritten:
+            rewritten = None  # moved into storage
+        return result
+    except InvalidInstance as exc:
+        return IngestResult("rejected", name, sop_instance_uid=exc.sop_instance_uid, sop_class_uid=exc.sop_class_uid,
+                            reason=exc.reason, code=exc.code)
+    except Exception as exc:  # one file's unexpected failure must not take the batch down
+        log.exception("ingest of %s failed", name)
+        return IngestResult("rejected", name, reason=f"could not be stored: {type(exc).__name__}: {exc}",
+                            code="processing_failure")
+    finally:
+        if rewritten is not None and os.path.exists(rewritten):
+            os.unlink(rewritten)
+
+
+def _may_create_study(user) -> bool:
+    return user is None or user.is_admin or user.role == Role.LEAD
+
+
+def _index_and_store(parsed: ParsedInstance, path: str, *, sha: str, user, source, name, move, expected_study_uid, repairs,
+                     deidentified, request, detail) -> IngestResult:
+    base = IngestResult("stored", name, sop_instance_uid=parsed.sop_instance_uid, sop_class_uid=parsed.sop_class_uid,
+                        study_uid=parsed.study_uid, series_uid=parsed.series_uid, repairs=repairs)
+    if expected_study_uid and parsed.study_uid != expected_study_uid:
+        return _rejected(base, "wrong_study", f"the instance belongs to study {parsed.study_uid}, "
+                         f"not to {expected_study_uid} named in the request")
+    for attempt in range(3):
+        try:
+            return _store_once(parsed, path, base, sha=sha, user=user, source=source, move=move,
+                               deidentified=deidentified, request=request, detail=detail)
+        except IntegrityError:
+            # A concurrent ingest created the same patient/study/series/instance first: look again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _rejected(base: IngestResult, code: str, reason: str) -> IngestResult:
+    base.status, base.code, base.reason = "rejected", code, reason
+    return base
+
+
+def _store_once(parsed, path, base, *, sha, user, source, move, deidentified, request, detail) -> IngestResult:
+    meta = instance_json(parsed, instance_path=instance_path(parsed.study_uid, parsed.series_uid,
+                                                              parsed.sop_instance_uid))
+    key = storage.instance_key(parsed.study_uid, parsed.series_uid, parsed.sop_instance_uid)
+    stored_file = False
+    try:
+        with transaction.atomic():
+            existing = Instance.objects.select_related("series__study").filter(sop_uid=parsed.sop_instance_uid).first()
+            if existing is not None:
+                if user is not None and not can_see_study(user, existing.series.study):
+                    return _rejected(base, "permission_denied", "not permitted to store into this study")
+                if existing.sha256 == sha:
+                    base.status = "duplicate"
+                    base.reason = "already stored (same SOP Instance UID and content): nothing changed"
+                    return base
+                return _rejected(base, "conflict", "a different instance with this SOP Instance UID is already "
+                                 "stored; the stored one is kept")
+            study = Study.objects.select_for_update().filter(study_uid=parsed.study_uid).first()
+            if study is None:
+                if user is not None and not _may_create_study(user):
+                    return _rejected(base, "permission_denied", "only project leads and administrators may add "
+                                     "new studies")
+                study = _create_study(parsed, meta, user=user,
+                                      uid_generated=any(r["keyword"] == "StudyInstanceUID" for r in base.repairs))
+            elif user is not None and not can_see_study(user, study):
+                return _rejected(base, "permission_denied", "not permitted to store into this study")
+            series, new_series = _series_for(parsed, meta, study)
+            Instance.objects.create(
+                sop_uid=parsed.sop_instance_uid, series=series, sop_class_uid=parsed.sop_class_uid,
+                instance_number=_int(first_value(meta, "00200013", None)),
+                transfer_syntax_uid=parsed.transfer_syntax_uid,
+                rows=_int(first_value(meta, "00280010", None)), columns=_int(first_value(meta, "00280011", None)),
+                bits_allocated=_int(first_value(meta, "00280100", None)),
+                number_of_frames=parsed.pixel_index.number_of_frames if parsed.pixel_index else 0,
+                file=key, file_size=os.path.getsize(path), sha256=sha, metadata=dumps(meta),
+                pixel_index=parsed.pixel_index.to_json() if parsed.pixel_index else "",
+                repairs=base.repairs, deidentified=deidentified,
+            )
+            Series.objects.filter(pk=series.pk).update(num_instances=F("num_instances") + 1)
+            study_updates = {"num_instances": F("num_instances") + 1}
+            if new_series:
+                study_updates["num_series"] = F("num_series") + 1
+                modalities = set(filter(None, study.modalities.split("\\"))) | {series.modality}
+                study_updates["modalities"] = "\\".join(sorted(filter(None, modalities)))
+            Study.objects.filter(pk=study.pk).update(**study_updates)
+            storage.put_file(path, key, move=move)
+            stored_file = True
+            audit_record(user=user, action="store", object_type="instance", object_id=parsed.sop_instance_uid,
+                         study_uid=parsed.study_uid, request=request,
+                         detail={"source": source, "name": base.name, "series_uid": parsed.series_uid,
+                                 **({"repairs": base.repairs} if base.repairs else {}), **detail})
+    except BaseException:
+        if stored_file:
+            storage.delete_file(key)
+        raise
+    return base
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _create_study(parsed: ParsedInstance, meta: dict, *, user, uid_generated: bool) -> Study:
+    patient_id = str(first_value(meta, "00100020", ""))[:64]
+    issuer = str(first_value(meta, "00100021", ""))[:64]
+    name = str(first_value(meta, "00100010", ""))[:324]
+    patient, _ = Patient.objects.get_or_create(
+        patient_id=patient_id, issuer=issuer,
+        defaults={"name": name, "birth_date": str(first_value(meta, "00100030", ""))[:8],
+                  "sex": str(first_value(meta, "00100040", ""))[:16]},
+    )
+    attributes = pick(meta, STUDY_TAGS)
+    return Study.objects.create(
+        study_uid=parsed.study_uid, patient=patient, patient_name=name,
+        patient_name_search=name.replace("^", " ").upper().strip(), patient_identifier=patient_id,
+        study_date=str(first_value(meta, "00080020", ""))[:8], study_time=str(first_value(meta, "00080030", ""))[:16],
+        accession_number=str(first_value(meta, "00080050", ""))[:16],
+        study_id=str(first_value(meta, "00200010", ""))[:16],
+        description=str(first_value(meta, "00081030", ""))[:64],
+        referring_physician=str(first_value(meta, "00080090", ""))[:324],
+        attributes=attributes, uid_generated=uid_generated, owner=user if user is not None else None,
+    )
+
+
+def _series_for(parsed: ParsedInstance, meta: dict, study: Study) -> tuple[Series, bool]:
+    series = Series.objects.filter(series_uid=parsed.series_uid).first()
+    if series is not None:
+        if series.study_id != study.pk:
+            raise InvalidInstance(f"series {parsed.series_uid} is already stored in another study",
+                                  code="conflict", sop_instance_uid=parsed.sop_instance_uid)
+        return series, False
+    series = Series.objects.create(
+        series_uid=parsed.series_uid, study=study, modality=str(first_value(meta, "00080060", ""))[:16],
+        series_number=_int(first_value(meta, "00200011", None)),
+        description=str(first_value(meta, "0008103E", ""))[:64],
+        series_date=str(first_value(meta, "00080021", ""))[:8], series_time=str(first_value(meta, "00080031", ""))[:16],
+        body_part=str(first_value(meta, "00180015", ""))[:16], attributes=pick(meta, SERIES_TAGS),
+    )
+    return series, True
