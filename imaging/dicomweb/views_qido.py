@@ -4,13 +4,15 @@ from django.http import HttpResponse
 
 from imaging import selectors
 from imaging.dicomweb import qido
-from imaging.dicomweb.common import dicomweb_root, dicomweb_view, json_response
+from imaging.dicomweb.common import audit, dicomweb_root, dicomweb_view, json_response
 from imaging.dicomweb.stow import stow
 
 
-def _answer(request, rows, query, to_json):
+def _answer(request, rows, query, to_json, *, level: str, study_uid: str = ""):
     base = dicomweb_root(request)
     page = list(rows[query.offset: query.offset + query.limit + 1])
+    audit(request, "search", study_uid=study_uid, object_type=level, object_id="",
+          query=request.META.get("QUERY_STRING", "")[:500], results=min(len(page), query.limit))
     more = len(page) > query.limit
     data = [to_json(row, base) for row in page[: query.limit]]
     headers = {}
@@ -32,7 +34,7 @@ def studies(request):
         return stow(request)
     query = qido.parse_query(request.GET)
     rows = qido.search_studies(selectors.studies_for(request.okapi_user), query)
-    return _answer(request, rows, query, qido.study_json)
+    return _answer(request, rows, query, qido.study_json, level="studies")
 
 
 @dicomweb_view(("GET",))
@@ -42,7 +44,8 @@ def series(request, study_uid: str | None = None):
     if study_uid is not None:
         selectors.get_study_for(request.okapi_user, study_uid)
         qs = qs.filter(study__study_uid=study_uid)
-    return _answer(request, qido.search_series(qs, query), query, qido.series_json)
+    return _answer(request, qido.search_series(qs, query), query, qido.series_json, level="series",
+                   study_uid=study_uid or "")
 
 
 @dicomweb_view(("GET",))
@@ -56,7 +59,8 @@ def instances(request, study_uid: str | None = None, series_uid: str | None = No
         selectors.get_study_for(request.okapi_user, study_uid)
         qs = qs.filter(series__study__study_uid=study_uid)
     return _answer(request, qido.search_instances(qs, query), query,
-                   lambda row, base: qido.instance_json(row, base, query))
+                   lambda row, base: qido.instance_json(row, base, query), level="instances",
+                   study_uid=study_uid or "")
 
 
 def not_found(request, *args, **kwargs):

@@ -209,8 +209,8 @@ def _store_once(parsed, path, base, *, sha, user, source, move, deidentified, re
                     base.status = "duplicate"
                     base.reason = "already stored (same SOP Instance UID and content): nothing changed"
                     return base
-                return _rejected(base, "conflict", "a different instance with this SOP Instance UID is already "
-                                 "stored; the stored one is kept")
+                return _rejected(base, "conflict", "SOP Instance UID already stored with different content; the "
+                                 "stored instance is kept")
             study = Study.objects.select_for_update().filter(study_uid=parsed.study_uid).first()
             if study is None:
                 if user is not None and not _may_create_study(user):

@@ -170,6 +170,28 @@ def test_resend_is_idempotent(listener, shared_data):
     assert AuditEvent.objects.filter(action="store", object_id=ds.SOPInstanceUID).count() == 1
 
 
+def _db_sessions() -> int:
+    """Other sessions on the test database (the server's association threads open their own)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def test_association_closes_its_db_connection(listener, shared_data):
+    """The association thread ends with the association: its connection must not linger until GC."""
+    before = _db_sessions()
+    assert _push(listener(), _files(shared_data, J2K)) == [0x0000]
+    # The server closes it just after answering the release, so the count may take a moment to drop:
+    # wait for it (bounded), the outcome is asserted, not the time it took.
+    deadline = time.monotonic() + 10
+    while _db_sessions() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _db_sessions() == before
+
+
 def test_series_with_empty_uids_is_stored_under_generated_uids(listener, shared_data):
     """Empty Study/Series/SOP Instance UID and SOP Class UID in the dataset: ingest repairs them (SOP UIDs
     from the file meta, which for C-STORE is the request's Affected SOP UIDs; series and study derived)."""
