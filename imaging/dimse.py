@@ -104,7 +104,7 @@ def handle_store(event: Event) -> int:
         except OSError:
             log.exception("C-STORE %s: could not write the temporary file", name)
             return STATUS_OUT_OF_RESOURCES
-        result = ingest_file(path, user=None, source="c-store", name=name, consume=True,
+        result = ingest_file(path, user=None, source="c-store", name=name, consume=True, ip=address,
                              detail={"calling_aet": calling_aet, "peer": f"{address}:{requestor.port}"})
     finally:
         # Ingest moved the file into storage when it stored it as received; in every other case it is ours.

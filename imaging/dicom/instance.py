@@ -139,6 +139,10 @@ def parse_file(fp: BinaryIO, *, file_size: int) -> ParsedInstance:
     except PixelDataError as exc:
         raise InvalidInstance(f"pixel data: {exc}", code="corrupt", sop_instance_uid=sop_uid,
                               sop_class_uid=sop_class) from None
+    if pixel_index is None and "Rows" in ds and "Columns" in ds and "FloatPixelData" not in ds:
+        # pydicom reads a file cut inside its header without complaint; an image without pixels is one.
+        raise InvalidInstance("truncated or incomplete: the dataset describes an image (Rows, Columns) but has "
+                              "no pixel data", code="corrupt", sop_instance_uid=sop_uid, sop_class_uid=sop_class)
     return ParsedInstance(dataset=ds, file_meta=meta, transfer_syntax_uid=tsuid, pixel_index=pixel_index)
 
 
@@ -202,15 +206,22 @@ def apply_repairs(ds: Dataset, repairs: list[dict]) -> None:
 
 
 def _element_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
-    """id(element) -> its tag path (e.g. '00540016/0/00181072'), to name nested bulk data in its URI."""
+    """id(element) -> its tag path (e.g. '00540016/0/00181072'), to name nested bulk data in its URI.
+
+    Elements pydicom cannot decode (bad lengths in private tags are common) are skipped here as they are in
+    ``to_json_dict(suppress_invalid_tags=True)``.
+    """
     paths: dict[int, str] = {}
-    for elem in ds:
-        tag = f"{elem.tag:08X}"
-        path = f"{prefix}{tag}"
-        paths[id(elem)] = path
-        if elem.VR == "SQ":
-            for i, item in enumerate(elem.value or []):
-                paths.update(_element_paths(item, f"{path}/{i}/"))
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+            path = f"{prefix}{elem.tag:08X}"
+            paths[id(elem)] = path
+            if elem.VR == "SQ":
+                for i, item in enumerate(elem.value or []):
+                    paths.update(_element_paths(item, f"{path}/{i}/"))
+        except Exception:  # noqa: BLE001 - an undecodable element gets no BulkDataURI, like to_json_dict skips it
+            continue
     return paths
 
 

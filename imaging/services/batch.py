@@ -53,6 +53,7 @@ def count_items(paths: list[str]) -> int:
 
 
 def ingest_paths(paths: Iterable[str], *, user=None, source: str, consume: bool = False, request=None,
+                 deidentify: bool | None = None,
                  on_result: Callable[[IngestResult], None] | None = None) -> BatchSummary:
     """Ingest files, folders and zip archives; one result per file (zip members named archive.zip!member)."""
     summary = BatchSummary()
@@ -66,15 +67,16 @@ def ingest_paths(paths: Iterable[str], *, user=None, source: str, consume: bool 
         if not os.path.exists(path):
             record(IngestResult("rejected", path, reason="no such file or folder", code="not_found"))
         elif zipfile.is_zipfile(path):
-            _ingest_zip(path, user=user, source=source, request=request, record=record)
+            _ingest_zip(path, user=user, source=source, request=request, deidentify=deidentify, record=record)
             if consume:
                 os.unlink(path)
         else:
-            record(ingest_file(path, user=user, source=source, name=path, consume=consume, request=request))
+            record(ingest_file(path, user=user, source=source, name=path, consume=consume, request=request,
+                               deidentify=deidentify))
     return summary
 
 
-def _ingest_zip(path: str, *, user, source, request, record) -> None:
+def _ingest_zip(path: str, *, user, source, request, deidentify, record) -> None:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
@@ -93,7 +95,8 @@ def _ingest_zip(path: str, *, user, source, request, record) -> None:
                 with os.fdopen(fd, "wb") as out, archive.open(info) as member:
                     while chunk := member.read(1024 * 1024):
                         out.write(chunk)
-                record(ingest_file(tmp, user=user, source=source, name=name, consume=True, request=request))
+                record(ingest_file(tmp, user=user, source=source, name=name, consume=True, request=request,
+                                   deidentify=deidentify))
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 record(IngestResult("rejected", name, reason=f"cannot extract from the zip: {exc}", code="corrupt"))
             finally:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pydicom
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 
 from core.audit import audit_record
@@ -47,6 +47,7 @@ STATUS_ELEMENTS_DISCARDED = 0xB006
 _FAILURE_CODES = {
     "unsupported_transfer_syntax": STATUS_TS_NOT_SUPPORTED,
     "too_large": STATUS_OUT_OF_RESOURCES,
+    "temporary_failure": STATUS_OUT_OF_RESOURCES,  # a PACS retries A7xx, not C000
     "permission_denied": STATUS_NOT_AUTHORIZED,
     "wrong_study": STATUS_DATASET_MISMATCH,
     "conflict": STATUS_DATASET_MISMATCH,
@@ -124,7 +125,7 @@ def _rewrite(path: str, *, repairs: list[dict], deidentify: bool) -> tuple[str, 
 
 def ingest_file(path: str, *, user=None, source: str, name: str = "", consume: bool = False,
                 expected_study_uid: str | None = None, deidentify: bool | None = None, request=None,
-                detail: dict | None = None) -> IngestResult:
+                ip: str | None = None, detail: dict | None = None) -> IngestResult:
     """Archive one DICOM file.
 
     ``consume=True`` lets ingest move the file into storage (temporary files of STOW and uploads); otherwise
@@ -144,13 +145,15 @@ def ingest_file(path: str, *, user=None, source: str, name: str = "", consume: b
         repairs = identity_repairs(parsed, uid_root=settings.OKAPI_UID_ROOT)
         final_path = path
         deid_report: dict = {}
-        if repairs or deidentify:
+        meta_uid = str(getattr(parsed.file_meta, "MediaStorageSOPInstanceUID", "") or "")
+        meta_mismatch = bool(meta_uid) and meta_uid != str(parsed.dataset.get("SOPInstanceUID", "") or meta_uid)
+        if repairs or deidentify or meta_mismatch:  # the stored copy's file meta must name its own SOP UID
             rewritten, deid_report = _rewrite(path, repairs=repairs, deidentify=deidentify)
             final_path = rewritten
             parsed = _parse(rewritten)
         result = _index_and_store(parsed, final_path, sha=sha, user=user, source=source, name=name,
                                   move=(rewritten is not None) or consume, expected_study_uid=expected_study_uid,
-                                  repairs=repairs, deidentified=deidentify, request=request,
+                                  repairs=repairs, deidentified=deidentify, request=request, ip=ip,
                                   detail=(detail or {}) | ({"deid": deid_report} if deid_report else {}))
         if result.status == "stored" and final_path == rewritten:
             rewritten = None  # moved into storage
@@ -158,6 +161,10 @@ def ingest_file(path: str, *, user=None, source: str, name: str = "", consume: b
     except InvalidInstance as exc:
         return IngestResult("rejected", name, sop_instance_uid=exc.sop_instance_uid, sop_class_uid=exc.sop_class_uid,
                             reason=exc.reason, code=exc.code)
+    except (DatabaseError, OSError) as exc:  # the archive, not the file, is at fault: worth a retry
+        log.exception("ingest of %s failed", name)
+        return IngestResult("rejected", name, reason=f"temporarily unable to store: {type(exc).__name__}: {exc}",
+                            code="temporary_failure")
     except Exception as exc:  # one file's unexpected failure must not take the batch down
         log.exception("ingest of %s failed", name)
         return IngestResult("rejected", name, reason=f"could not be stored: {type(exc).__name__}: {exc}",
@@ -172,7 +179,7 @@ def _may_create_study(user) -> bool:
 
 
 def _index_and_store(parsed: ParsedInstance, path: str, *, sha: str, user, source, name, move, expected_study_uid, repairs,
-                     deidentified, request, detail) -> IngestResult:
+                     deidentified, request, ip, detail) -> IngestResult:
     base = IngestResult("stored", name, sop_instance_uid=parsed.sop_instance_uid, sop_class_uid=parsed.sop_class_uid,
                         study_uid=parsed.study_uid, series_uid=parsed.series_uid, repairs=repairs)
     if expected_study_uid and parsed.study_uid != expected_study_uid:
@@ -181,7 +188,7 @@ def _index_and_store(parsed: ParsedInstance, path: str, *, sha: str, user, sourc
     for attempt in range(3):
         try:
             return _store_once(parsed, path, base, sha=sha, user=user, source=source, move=move,
-                               deidentified=deidentified, request=request, detail=detail)
+                               deidentified=deidentified, request=request, ip=ip, detail=detail)
         except IntegrityError:
             # A concurrent ingest created the same patient/study/series/instance first: look again.
             if attempt == 2:
@@ -194,7 +201,7 @@ def _rejected(base: IngestResult, code: str, reason: str) -> IngestResult:
     return base
 
 
-def _store_once(parsed, path, base, *, sha, user, source, move, deidentified, request, detail) -> IngestResult:
+def _store_once(parsed, path, base, *, sha, user, source, move, deidentified, request, ip, detail) -> IngestResult:
     meta = instance_json(parsed, instance_path=instance_path(parsed.study_uid, parsed.series_uid,
                                                               parsed.sop_instance_uid))
     key = storage.instance_key(parsed.study_uid, parsed.series_uid, parsed.sop_instance_uid)
@@ -209,8 +216,16 @@ def _store_once(parsed, path, base, *, sha, user, source, move, deidentified, re
                     base.status = "duplicate"
                     base.reason = "already stored (same SOP Instance UID and content): nothing changed"
                     return base
-                return _rejected(base, "conflict", "SOP Instance UID already stored with different content; the "
-                                 "stored instance is kept")
+                if (existing.series.series_uid, existing.series.study.study_uid) == (parsed.series_uid,
+                                                                                      parsed.study_uid):
+                    # The same instance again, sent another way (another transfer syntax, another sender's
+                    # file meta, a corrected header): the stored copy stays, as Orthanc and PACS do by default.
+                    base.status = "duplicate"
+                    base.reason = ("already stored; this copy differs in encoding or content and was not stored: "
+                                   "the stored instance is kept")
+                    return base
+                return _rejected(base, "conflict", "SOP Instance UID already stored in another series or study; "
+                                 "the stored instance is kept")
             study = Study.objects.select_for_update().filter(study_uid=parsed.study_uid).first()
             if study is None:
                 if user is not None and not _may_create_study(user):
@@ -242,7 +257,7 @@ def _store_once(parsed, path, base, *, sha, user, source, move, deidentified, re
             storage.put_file(path, key, move=move)
             stored_file = True
             audit_record(user=user, action="store", object_type="instance", object_id=parsed.sop_instance_uid,
-                         study_uid=parsed.study_uid, request=request,
+                         study_uid=parsed.study_uid, request=request, ip=ip,
                          detail={"source": source, "name": base.name, "series_uid": parsed.series_uid,
                                  **({"repairs": base.repairs} if base.repairs else {}), **detail})
     except BaseException:

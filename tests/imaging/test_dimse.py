@@ -1,8 +1,8 @@
 """Tests for imaging.dimse, the C-STORE receiver: pynetdicom acts as the SCU (as a PACS or storescu would)
 against the real server on a loopback port, with real files from ../shared/data/dicom.
 
-The server handles associations in its own threads, so every test uses ``transactional_db``: rows must be
-committed to be seen across threads.
+The server handles associations in its own threads, so the tests that talk to it use ``transactional_db``
+(through the ``listener`` fixture): rows must be committed to be seen across threads.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _push(port: int, paths: list[Path], *, raw: bool = False) -> list[int]:
     """C-STORE each file in one association and return the statuses.
 
     Default: pynetdicom reads and sends the dataset (SOP UIDs from the dataset). ``raw``: it sends the
-    file's bytes as they are, SOP UIDs from the file meta, as storescu does; the only way to send a
+    file's encoded dataset as it is, with the SOP UIDs of its file meta: the only way pynetdicom sends a
     dataset whose own SOP Class/Instance UID is empty or missing.
     """
     metas = [pydicom.dcmread(p, stop_before_pixels=True).file_meta for p in paths]

@@ -10,6 +10,7 @@ from django.conf import settings as django_settings
 
 from core.models import AuditEvent
 from imaging.models import Instance, Study
+from tests.imaging._synthetic import synthetic_study
 from tests.imaging._util import multipart_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,7 +52,10 @@ def ts_dir(shared_data):
 
 
 def test_a_bad_file_is_rejected_with_its_reason_and_the_rest_is_stored(stow, ts_dir):
-    good = _bytes(ts_dir / "1.dcm")
+    buffer = io.BytesIO()
+    synthetic_study(ts_dir / "1.dcm", patient_name="A^B", patient_id="P1", accession="A1", study_date="20240101",
+                    description="new").save_as(buffer)
+    good = buffer.getvalue()
     truncated = _bytes(ts_dir / "7.dcm")[:150_000]
     before = _stored_files()
     response = stow([good, b"this is not DICOM at all" * 10, truncated, _without(ts_dir / "2.dcm", "SOPInstanceUID")])
@@ -80,17 +84,23 @@ def test_all_bad_is_409_and_a_resend_is_idempotent(stow, ts_dir):
     assert Study.objects.get().num_instances == 1
 
 
-def test_a_different_file_with_a_stored_sop_uid_does_not_replace_it(stow, ts_dir):
+def test_a_different_copy_of_a_stored_instance_does_not_replace_it(stow, ts_dir):
     stow([_bytes(ts_dir / "1.dcm")])
     original = Instance.objects.get()
     ds = pydicom.dcmread(ts_dir / "1.dcm")
     ds.PatientName = "Someone^Else"
     buffer = io.BytesIO()
     ds.save_as(buffer)
+    response = stow([buffer.getvalue()])  # same instance, other content: a re-send, the stored one is kept
+    assert response.status_code == 200
+    assert Instance.objects.get().sha256 == original.sha256
+    ds.SeriesInstanceUID = "1.2.3.4.5"  # the same SOP Instance UID claimed by another series: refused
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
     response = stow([buffer.getvalue()])
     assert response.status_code == 409
-    assert "already stored" in response.json()["00081198"]["Value"][0]["00000902"]["Value"][0]
-    assert Instance.objects.get().sha256 == original.sha256
+    assert "another series" in response.json()["00081198"]["Value"][0]["00000902"]["Value"][0]
+    assert Instance.objects.count() == 1
 
 
 def test_a_series_with_empty_uids_is_stored_under_generated_uids(stow, shared_data):
