@@ -11,5 +11,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = {
     "imaging.*": {"queue": "ingest"},
     "learning.*": {"queue": "gpu"},
+    "core.*": {"queue": "default"},
 }
 app.autodiscover_tasks()

@@ -186,7 +186,9 @@ OKAPI_DICOM_PORT = env_int("OKAPI_DICOM_PORT", 11112)
 OKAPI_DICOM_HOST = env("OKAPI_DICOM_HOST", "127.0.0.1")
 # Calling AE titles allowed to push (C-STORE); empty: any. Comma separated.
 OKAPI_DICOM_ALLOWED_AETS = env_list("OKAPI_DICOM_ALLOWED_AETS")
-OKAPI_PUBLIC_URL = env("OKAPI_PUBLIC_URL")  # e.g. https://okapi.example.org, used in BulkDataURI/RetrieveURL
+OKAPI_PUBLIC_URL = env("OKAPI_PUBLIC_URL")
+# Server folders that server-side imports may read (comma separated); default: <data dir>/import
+OKAPI_IMPORT_ROOTS = env_list("OKAPI_IMPORT_ROOTS", str(DATA_DIR / "import"))  # e.g. https://okapi.example.org, used in BulkDataURI/RetrieveURL
 
 # --- broker, channel layer, cache ------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
@@ -214,7 +216,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = env_bool("OKAPI_CELERY_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "recover-stale-jobs": {"task": "core.recover_stale_jobs", "schedule": 300.0},
+    "sweep-temp-files": {"task": "imaging.sweep_temp_files", "schedule": 3600.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- REST, OpenAPI, CORS -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,13 +1,14 @@
 """REST endpoints of the archive: browser uploads and study listings (DICOMweb has its own views)."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics
+from rest_framework import generics, serializers
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import OkapiError
 from core.permissions import CanIngest
+from core.serializers import JobSerializer
 from imaging import selectors
 from imaging.serializers import (
     StudyDetailSerializer,
@@ -16,6 +17,7 @@ from imaging.serializers import (
     UploadSummarySerializer,
 )
 from imaging.services.batch import ingest_paths
+from imaging.services.imports import import_job_create
 
 
 class UploadView(APIView):
@@ -70,3 +72,23 @@ class StudyDetailView(APIView):
     def get(self, request, study_uid: str):
         study = selectors.get_study_for(request.user, study_uid)
         return Response(StudyDetailSerializer(study).data)
+
+
+class ImportSerializer(serializers.Serializer):
+    paths = serializers.ListField(child=serializers.CharField(), help_text="Files or folders under an import root")
+
+
+class ImportView(APIView):
+    """Import files or folders already on the server (under OKAPI_IMPORT_ROOTS) as a background job.
+
+    Answers 202 with the job; follow it at /api/v1/jobs/{id} or live on the websocket /ws/jobs/{id}.
+    """
+
+    permission_classes = [CanIngest]
+
+    @extend_schema(request=ImportSerializer, responses={202: JobSerializer})
+    def post(self, request):
+        data = ImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = import_job_create(user=request.user, paths=data.validated_data["paths"])
+        return Response(JobSerializer(job).data, status=202)
