@@ -309,24 +309,68 @@ def qido(target: Target, queries: list[tuple[str, str]]) -> dict:
         "statuses": dict(statuses),
         "content_types": dict(ctypes),
         "counts": counts,
+        "matches": qido_matches(target, queries),
     }
 
 
-def compare_counts(results: dict[str, dict]) -> dict:
-    """Distinct queries whose number of matches differs between the two servers (30 examples)."""
-    if len(results) < 2 or any("counts" not in r for r in results.values()):
+def _all_matches_url(url: str) -> str:
+    """The same filters with every match answered: limit raised, no offset, no includefield."""
+    return re.sub(r"limit=101&offset=\d+&fuzzymatching=false&includefield=[^&]*", "limit=5000&offset=0", url)
+
+
+def qido_matches(target: Target, queries: list[tuple[str, str]]) -> dict[str, list[str] | str]:
+    """Untimed: StudyInstanceUIDs of every match of every distinct query's filters (or the error)."""
+    sess = target.session()
+    out: dict[str, list[str] | str] = {}
+    for url in sorted({_all_matches_url(u) for _, u in queries}):
+        resp = sess.get(f"{target.root}/{url}", headers=DICOM_JSON, timeout=120)
+        body = json_or(resp)
+        if resp.status_code == 204 or (resp.status_code == 200 and isinstance(body, list)):
+            out[url] = sorted(dig(item, "0020000D", "Value", default=["?"])[0] for item in body or [])
+        else:
+            out[url] = f"HTTP {resp.status_code}: {resp.text[:120]}"
+    return out
+
+
+def compare_matches(res: dict, names: list[str], explained_uids: set[str]) -> dict:
+    """Queries whose matches differ between the servers, and limit/offset answers that disagree with them.
+
+    A difference made only of ``explained_uids`` (studies that one server stored and the other did
+    not, e.g. the empty-UID series) is counted apart as explained.
+    """
+    if len(names) < 2 or any("matches" not in res[n].get("qido", {}) for n in names):
         return {"compared": 0, "mismatches": float("nan"), "examples": []}
-    (na, a), (nb, b) = list(results.items())[:2]
-    diff = [
-        {"url": u, na: n, nb: b["counts"].get(u)} for u, n in a["counts"].items() if n != b["counts"].get(u)
-    ]
-    by_param = Counter(d["url"].split("?", 1)[1].split("=", 1)[0] for d in diff)
-    return {
-        "compared": len(a["counts"]),
-        "mismatches": len(diff),
-        "by_first_param": dict(by_param),
-        "examples": diff[:30],
-    }
+    (na, a), (nb, b) = ((n, res[n]["qido"]["matches"]) for n in names[:2])
+    diffs, explained = [], 0
+    for url, uids in a.items():
+        other = b.get(url)
+        if uids == other:
+            continue
+        if isinstance(uids, list) and isinstance(other, list):
+            only_a, only_b = sorted(set(uids) - set(other)), sorted(set(other) - set(uids))
+            if set(only_a + only_b) <= explained_uids:
+                explained += 1
+                continue
+            diffs.append(
+                {
+                    "url": url,
+                    na: len(uids),
+                    nb: len(other),
+                    f"only_{na}": only_a[:3],
+                    f"only_{nb}": only_b[:3],
+                }
+            )
+        else:
+            diffs.append({"url": url, na: uids if isinstance(uids, str) else len(uids), nb: other})
+    limit_errors = []  # a limited answer must hold min(101, matches - offset) studies
+    for name, matches in ((na, a), (nb, b)):
+        for url, count in res[name]["qido"]["counts"].items():
+            full = matches.get(_all_matches_url(url))
+            offset = int(re.search(r"offset=(\d+)", url).group(1))
+            if isinstance(full, list) and count != min(101, max(0, len(full) - offset)):
+                limit_errors.append({"server": name, "url": url, "answered": count, "matches": len(full)})
+    return {"compared": len(a), "mismatches": len(diffs), "explained_by_unstored_studies": explained,
+            "examples": diffs[:30], "limit_offset_errors": limit_errors[:30]}  # fmt: skip
 
 
 # ------------------------------------------------------------------------- series metadata
@@ -477,9 +521,13 @@ def print_report(rows: list[dict], res: dict) -> None:
         cells = [dig(res, name, "qido", "by_kind", kind, default={}) for name in ("orthanc", "okapi")]
         cells = [f"{fmt(c.get('p50_ms'), 1)}/{fmt(c.get('p95_ms'), 1)}" for c in cells]
         print(f"{kind:<20}{cells[0]:>20}{cells[1]:>20}")
-    counts = res.get("qido_count_comparison", {})
-    print(f"\nQIDO: match counts differ for {counts.get('mismatches')} of {counts.get('compared')} queries")
-    for example in counts.get("examples", [])[:8]:
+    cmp_ = res.get("qido_count_comparison", {})
+    print(
+        f"\nQIDO: matches differ for {cmp_.get('mismatches')} of {cmp_.get('compared')} distinct filters",
+        end="",
+    )
+    print(f" (+{cmp_.get('explained_by_unstored_studies')} explained by the empty-UID series)")
+    for example in cmp_.get("examples", [])[:6] + cmp_.get("limit_offset_errors", [])[:4]:
         print("   ", example)
     for name, rep in res.get("empty_uid_series", {}).items():
         print(
@@ -543,7 +591,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             r["frames1"] = guarded("frames1", frames, t, urls, args.frame_passes, 1)
             r["frames6"] = guarded("frames6", frames, t, urls, args.frame_passes, args.connections)
         res["empty_uid_series"] = empty_uid_report({t.name: res[t.name]["stow_real"] for t in targets})
-        res["qido_count_comparison"] = compare_counts({t.name: res[t.name]["qido"] for t in targets})
+        unstored = {u for rep in res["empty_uid_series"].values() for u in rep["study_uids"]}
+        res["qido_count_comparison"] = compare_matches(res, [t.name for t in targets], unstored)
         res["metadata_comparison"] = compare_metadata(
             {t.name: res[t.name]["series_metadata"] for t in targets}
         )
@@ -570,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.out, res)
     metrics = result_metrics(rows)
     metrics["qido_count_mismatches"] = res["qido_count_comparison"]["mismatches"]
+    metrics["qido_limit_offset_errors"] = len(res["qido_count_comparison"].get("limit_offset_errors", []))
     metrics["frames_identical"] = int(bool(res["frame_check"].get("all_identical")))
     print(result_line("dicomweb", metrics))
     return 0

@@ -15,7 +15,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    """The variable's value; unset or empty means the default (compose files often pass empty strings)."""
+    return os.environ.get(name) or default
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -186,9 +187,10 @@ OKAPI_DICOM_PORT = env_int("OKAPI_DICOM_PORT", 11112)
 OKAPI_DICOM_HOST = env("OKAPI_DICOM_HOST", "127.0.0.1")
 # Calling AE titles allowed to push (C-STORE); empty: any. Comma separated.
 OKAPI_DICOM_ALLOWED_AETS = env_list("OKAPI_DICOM_ALLOWED_AETS")
+# e.g. https://okapi.example.org: the base of RetrieveURL / BulkDataURI behind a proxy (else the request's host)
 OKAPI_PUBLIC_URL = env("OKAPI_PUBLIC_URL")
 # Server folders that server-side imports may read (comma separated); default: <data dir>/import
-OKAPI_IMPORT_ROOTS = env_list("OKAPI_IMPORT_ROOTS", str(DATA_DIR / "import"))  # e.g. https://okapi.example.org, used in BulkDataURI/RetrieveURL
+OKAPI_IMPORT_ROOTS = env_list("OKAPI_IMPORT_ROOTS", str(DATA_DIR / "import"))
 
 # --- broker, channel layer, cache ------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
@@ -200,13 +202,14 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
     _broker_dir = DATA_DIR / "broker"
-    for sub in ("in", "processed"):
+    for sub in ("in", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "in"),
         "data_folder_out": str(_broker_dir / "in"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -4,7 +4,8 @@ from core.models import AuditEvent
 
 
 def client_ip(request) -> str | None:
-    """The caller's address. X-Forwarded-For is trusted only behind the configured reverse proxy."""
+    """The caller's address. X-Forwarded-For is trusted only behind the configured reverse proxy, and only its
+    last entry: the one our proxy appended (earlier entries come from the client and can be forged)."""
     from django.conf import settings
 
     if request is None:
@@ -12,7 +13,7 @@ def client_ip(request) -> str | None:
     if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            return forwarded.split(",")[0].strip() or None
+            return forwarded.split(",")[-1].strip() or None
     return request.META.get("REMOTE_ADDR") or None
 
 

@@ -108,7 +108,7 @@ def _rewrite(path: str, *, repairs: list[dict], deidentify: bool) -> tuple[str, 
         from imaging.dicom.deid import DeidConfig
         from imaging.dicom.deid import deidentify as deid
 
-        result = deid(ds, DeidConfig(secret=settings.OKAPI_DEID_SECRET))
+        result = deid(ds, DeidConfig(secret=settings.OKAPI_DEID_SECRET, uid_root=settings.OKAPI_UID_ROOT))
         report = {"removed": len(result.removed), "emptied": len(result.emptied), "replaced": len(result.replaced),
                   "uids_replaced": len(result.uids_replaced), "burned_in_annotation": result.burned_in_annotation}
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
