@@ -17,8 +17,10 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 import requests
@@ -155,22 +157,12 @@ def free_port() -> int:
 
 
 def start_process(
-    argv: Sequence[str], *, log_path: Path, cwd: str | os.PathLike | None = None, env: Mapping | None = None
+    argv: Sequence[str], *, log_path: Path, cwd: Path, env: Mapping | None = None
 ) -> subprocess.Popen:
     """Start ``argv`` in a new session (its own process group), stdout+stderr appended to ``log_path``."""
-    log = open(log_path, "ab")  # noqa: SIM115 - the child owns the descriptor for its lifetime
-    try:
-        return subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    finally:
-        log.close()
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        detached = {"stdin": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "start_new_session": True}
+        return subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=log, **detached)
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
@@ -193,16 +185,8 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
         pass
 
 
-def wait_http(
-    url: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 60.0,
-    proc: subprocess.Popen | None = None,
-    ok: Iterable[int] = (200,),
-) -> requests.Response:
-    """Poll ``url`` until it answers with a status in ``ok``; raise if ``proc`` dies or time runs out."""
-    ok = set(ok)
+def wait_http(url: str, *, headers: dict | None = None, timeout: float = 60, proc=None) -> requests.Response:
+    """Poll ``url`` until it answers 200; raise if ``proc`` (a Popen) exits or time runs out."""
     deadline = time.monotonic() + timeout
     last: str = "no answer"
     while time.monotonic() < deadline:
@@ -210,7 +194,7 @@ def wait_http(
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
             resp = requests.get(url, headers=headers, timeout=5)
-            if resp.status_code in ok:
+            if resp.status_code == 200:
                 return resp
             last = f"HTTP {resp.status_code}"
         except requests.RequestException as exc:
@@ -260,15 +244,11 @@ def wait_until_quiet(threshold: float = 0.15, timeout: float = 120.0) -> float:
 
 REPO = Path(__file__).resolve().parent.parent
 ORTHANC_PLUGIN_PKG = "orthanc-dicomweb"
-# Settings we leave at their defaults (Orthanc 1.10 / DICOMweb plugin 1.7), reported in the output.
-ORTHANC_DEFAULTS_NOTE = {
-    "DicomWeb.StudiesMetadata": "Full (default: every instance file is read to build /metadata)",
-    "DicomWeb.SeriesMetadata": "Full (default)",
-    "StorageCompression": "false (default)",
-    "MaximumStorageCacheSize": "128 MB (default)",
-    "HttpThreadsCount": "50 (default)",
-    "OverwriteInstances": "false (default)",
-}
+# Orthanc settings left at their defaults (Orthanc 1.10, DICOMweb plugin 1.7), listed in the output.
+ORTHANC_DEFAULTS = (
+    "DicomWeb.StudiesMetadata=Full and DicomWeb.SeriesMetadata=Full (/metadata reads every instance file), "
+    "StorageCompression=false, MaximumStorageCacheSize=128 MB, HttpThreadsCount=50, OverwriteInstances=false"
+)
 
 
 @dataclass
@@ -352,7 +332,7 @@ def start_orthanc(workdir: Path) -> Target:
     version = f"Orthanc {system.get('Version')} + DICOMweb plugin {plugin_info.get('Version')}"
     info = {
         "config": config,
-        "defaults_left_unset": ORTHANC_DEFAULTS_NOTE,
+        "defaults_left_unset": ORTHANC_DEFAULTS,
         "log": str(workdir / "orthanc.log"),
     }
     return Target("orthanc", f"{base}/dicom-web", {}, version, proc, info)
@@ -412,7 +392,7 @@ def start_okapi(workdir: Path, workers: int, db_name: str = "okapi_bench", redis
         health_body = health.json()
     except ValueError:
         health_body = health.text[:500]
-    version = okapi_version(env)
+    version = okapi_version()
     info = {
         "health": health_body,
         "workers": workers,
@@ -423,27 +403,12 @@ def start_okapi(workdir: Path, workers: int, db_name: str = "okapi_bench", redis
     return Target("okapi", f"{base}/dicomweb", headers, version, proc, info)
 
 
-def okapi_version(env: Mapping[str, str]) -> str:
-    """Okapi's version: ``okapi --version`` when the CLI has it, else the installed package version."""
-    try:
-        res = subprocess.run(
-            [str(REPO / ".venv" / "bin" / "okapi"), "--version"],
-            cwd=REPO,
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if res.returncode == 0 and res.stdout.strip():
-            return res.stdout.strip().splitlines()[-1]
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    from importlib.metadata import PackageNotFoundError, version
+def okapi_version() -> str:
+    """The installed package version and the checked-out commit (read-only ``git rev-parse``)."""
+    from importlib.metadata import version
 
-    try:
-        return f"okapi {version('okapi')}"
-    except PackageNotFoundError:
-        return "okapi (unknown version)"
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return f"okapi {version('okapi')} (commit {git.stdout.strip() or 'none yet'})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -500,3 +465,40 @@ def guarded(label: str, fn: Callable, *args: object, **kwargs: object) -> dict:
             error += f" (the {target.name} server had exited with code {target.proc.returncode})"
         print(f"  {label} FAILED: {error}", flush=True)
         return {"error": error}
+
+
+def _get_worker(urls: Sequence[str], headers: Mapping[str, str], start_at: float) -> dict:
+    """Client process: GET ``urls`` in order on one keep-alive session from ``start_at`` (monotonic)."""
+    sess = requests.Session()
+    sess.headers.update(headers)
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    cpu0 = time.process_time()
+    latencies, nbytes, errors = [], 0, 0
+    for url in urls:
+        t0 = time.monotonic()
+        resp = sess.get(url, timeout=60)
+        latencies.append(time.monotonic() - t0)
+        nbytes += len(resp.content)
+        errors += resp.status_code != 200
+    return {"end": time.monotonic(), "latencies": latencies, "bytes": nbytes, "errors": errors,
+            "cpu_s": time.process_time() - cpu0}  # fmt: skip
+
+
+def get_all(urls: Sequence[str], headers: Mapping[str, str], connections: int) -> dict:
+    """GET every URL once over ``connections`` client processes started together, one session each.
+
+    Processes rather than threads: with few cores a GIL-bound client would cap the concurrent figure.
+    Returns wall seconds, per-request latencies, bytes, non-200 answers and the clients' CPU seconds.
+    """
+    with ProcessPoolExecutor(connections, mp_context=get_context("fork")) as pool:
+        list(pool.map(abs, range(connections * 4)))  # every worker is up before the clock starts
+        start_at = time.monotonic() + 0.3
+        chunks = [list(urls[i::connections]) for i in range(connections)]
+        outs = list(pool.map(_get_worker, chunks, [headers] * connections, [start_at] * connections))
+    return {
+        "seconds": max(o["end"] for o in outs) - start_at,
+        "latencies": [t for o in outs for t in o["latencies"]],
+        "bytes": sum(o["bytes"] for o in outs),
+        "errors": sum(o["errors"] for o in outs),
+        "client_cpu_s": round(sum(o["cpu_s"] for o in outs), 2),
+    }

@@ -22,9 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
-from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import quote
 
@@ -40,6 +38,7 @@ from _common import (  # noqa: E402
     dig,
     first_part,
     fmt,
+    get_all,
     guarded,
     json_or,
     machine_load,
@@ -428,54 +427,25 @@ def frame_urls(target: Target, study: str, series: str, sops: list[str]) -> list
     return [f"{target.root}/studies/{study}/series/{series}/instances/{sop}/frames/1" for sop in sops]
 
 
-def _fetch_frames(urls: list[str], headers: dict, start_at: float) -> dict:
-    """Worker: GET ``urls`` on one keep-alive session, starting at ``start_at`` (monotonic clock)."""
-    sess = requests.Session()
-    sess.headers.update({**headers, "Accept": FRAME_ACCEPT})
-    time.sleep(max(0.0, start_at - time.monotonic()))
-    cpu0 = time.process_time()
-    latencies, nbytes, errors = [], 0, 0
-    for url in urls:
-        t0 = time.monotonic()
-        resp = sess.get(url, timeout=60)
-        latencies.append(time.monotonic() - t0)
-        nbytes += len(resp.content)
-        errors += resp.status_code != 200
-    return {"end": time.monotonic(), "latencies": latencies, "bytes": nbytes, "errors": errors,
-            "cpu_s": time.process_time() - cpu0}  # fmt: skip
-
-
 def frames(target: Target, urls: list[str], passes: int, connections: int) -> dict:
     """Frames/s over ``passes`` passes of the series with ``connections`` client processes.
 
-    Processes rather than threads, each with its own session: on 2 cores a GIL-bound client
-    would cap the concurrent figure. Frames answered with an error do not count.
+    One warm-up pass first (server caches, page cache). Frames answered with an error do not count.
     """
-    _fetch_frames(urls, target.headers, 0.0)  # warm-up pass: server caches and page cache
+    headers = {**target.headers, "Accept": FRAME_ACCEPT}
+    get_all(urls, headers, 1)
     work = [u for _ in range(passes) for u in urls]
-    if connections == 1:
-        start_at = time.monotonic()
-        outs = [_fetch_frames(work, target.headers, start_at)]
-    else:
-        with ProcessPoolExecutor(connections, mp_context=get_context("fork")) as pool:
-            list(pool.map(abs, range(connections * 4)))  # have every worker up before the clock starts
-            start_at = time.monotonic() + 0.5
-            chunks = [work[i::connections] for i in range(connections)]
-            outs = list(
-                pool.map(_fetch_frames, chunks, [target.headers] * connections, [start_at] * connections)
-            )
-    wall = max(o["end"] for o in outs) - start_at
-    errors = sum(o["errors"] for o in outs)
+    out = get_all(work, headers, connections)
     return {
         "connections": connections,
-        "client": "1 process" if connections == 1 else f"{connections} processes",
+        "client": f"{connections} process(es), one requests.Session each",
         "frames": len(work),
-        "errors": errors,
-        "seconds": round(wall, 3),
-        "fps": round((len(work) - errors) / wall, 1),
-        "MB_per_s": round(sum(o["bytes"] for o in outs) / wall / 1e6, 1),
-        "client_cpu_s": round(sum(o["cpu_s"] for o in outs), 2),
-        "latency": summarize_ms([t for o in outs for t in o["latencies"]]),
+        "errors": out["errors"],
+        "seconds": round(out["seconds"], 3),
+        "fps": round((len(work) - out["errors"]) / out["seconds"], 1),
+        "MB_per_s": round(out["bytes"] / out["seconds"] / 1e6, 1),
+        "client_cpu_s": out["client_cpu_s"],
+        "latency": summarize_ms(out["latencies"]),
     }
 
 

@@ -1,9 +1,15 @@
 """Reads of the archive scoped to what the user may see: anything else is 404, never 403 (no existence leak)."""
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.db import connection
 from django.db.models import QuerySet
 
 from core.errors import NotFound
 from imaging.access import study_access_filter, visible_studies
+from imaging.dicom.pixels import PixelIndex
 from imaging.models import Instance, Series, Study
 
 
@@ -59,3 +65,72 @@ def metadata_texts(user, *, study_uid: str, series_uid: str | None = None) -> li
         what = f"series {series_uid} of study {study_uid}" if series_uid else f"study {study_uid}"
         raise NotFound(f"no {what} that you may see")
     return texts
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """Where an instance's frames are: everything the frame endpoint needs, nothing it must parse again."""
+
+    file: str
+    transfer_syntax_uid: str
+    pixel_index: PixelIndex | None
+
+
+class _LRU:
+    """A small thread-safe LRU map. Instances never change once stored, so their frame sources can be kept."""
+
+    def __init__(self, size: int):
+        self.size, self.data, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            value = self.data.get(key)
+            if value is not None:
+                self.data.move_to_end(key)
+            return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
+
+    def put(self, key, value) -> None:
+        with self.lock:
+            self.data[key] = value
+            self.data.move_to_end(key)
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+
+
+_frame_sources = _LRU(100_000)
+_FRAME_SOURCE_SQL = (
+    "SELECT i.file, i.transfer_syntax_uid, i.pixel_index FROM imaging_instance i"
+    " JOIN imaging_series se ON se.id = i.series_id JOIN imaging_study st ON st.id = se.study_id"
+    " WHERE i.sop_uid = %s AND se.series_uid = %s AND st.study_uid = %s"
+)
+
+
+def get_frame_source_for(user, study_uid: str, series_uid: str, sop_uid: str) -> FrameSource:
+    """The frame source of an instance the user may see (the hot path of viewing: an admin costs no query,
+    anyone else one query for the access check); 404 otherwise.
+
+    Instances are immutable once stored, so their sources are cached per process; whatever deletes an
+    instance must call :func:`forget_frame_sources`.
+    """
+    key = (study_uid, series_uid, sop_uid)
+    source = _frame_sources.get(key)
+    if source is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_FRAME_SOURCE_SQL, [sop_uid, series_uid, study_uid])
+            row = cursor.fetchone()
+        if row is not None:
+            file, syntax, index = row
+            source = FrameSource(file, syntax, PixelIndex.from_json(index) if index else None)
+            _frame_sources.put(key, source)
+    if source is None or not (user.is_admin or visible_studies(user).filter(study_uid=study_uid).exists()):
+        raise NotFound(f"no instance {sop_uid} in series {series_uid} of study {study_uid} that you may see")
+    return source
+
+
+def forget_frame_sources() -> None:
+    """Drop cached frame sources (after instances are deleted)."""
+    _frame_sources.clear()

@@ -17,6 +17,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_frame_sources():
+    """Each test starts from an emptied database, which deletes instances: forget their cached frame sources."""
+    from imaging.selectors import forget_frame_sources
+
+    forget_frame_sources()
+    yield
+    forget_frame_sources()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not DICOM_DIR.is_dir():

@@ -64,30 +64,31 @@ def _frame_numbers(text: str, count: int) -> list[int]:
     return numbers
 
 
-def _native_frame(row: dict, n: int) -> bytes:
+def _native_frame(file: str, n: int, planar: bool) -> bytes:
     """Decode a compressed frame to native little-endian bytes (only when the client refuses the stored syntax)."""
     from pydicom.pixels import pixel_array
 
-    with storage.open_file(row["file"]) as fh:
+    with storage.open_file(file) as fh:
         array = pixel_array(fh, index=n - 1, raw=True)
-    if array.ndim == 3 and '"00280006":{"vr":"US","Value":[1]}' in row["metadata"]:
+    if array.ndim == 3 and planar:
         array = np.moveaxis(array, -1, 0)  # the metadata says colour-by-plane: send it so
     return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
 @dicomweb_view(("GET",))
 def frames(request, study_uid, series_uid, sop_uid, frame_list):
-    row = selectors.get_instance_for(request.okapi_user, study_uid, series_uid, sop_uid,
-                                     fields=("file", "pixel_index", "transfer_syntax_uid", "metadata"))
-    if not row["pixel_index"]:
+    source = selectors.get_frame_source_for(request.okapi_user, study_uid, series_uid, sop_uid)
+    index = source.pixel_index
+    if index is None:
         raise NotFound(f"instance {sop_uid} has no pixel data")
-    index = PixelIndex.from_json(row["pixel_index"])
     numbers = _frame_numbers(frame_list, index.number_of_frames)
-    choice = choose_frame_syntax(request.META.get("HTTP_ACCEPT"), row["transfer_syntax_uid"])
+    choice = choose_frame_syntax(request.META.get("HTTP_ACCEPT"), source.transfer_syntax_uid)
     if choice.transcode:
-        data = [_native_frame(row, n) for n in numbers]
+        meta = selectors.get_instance_for(request.okapi_user, study_uid, series_uid, sop_uid, fields=("metadata",))
+        planar = '"00280006":{"vr":"US","Value":[1]}' in meta["metadata"]
+        data = [_native_frame(source.file, n, planar) for n in numbers]
     else:
-        with storage.open_file(row["file"]) as fh:
+        with storage.open_file(source.file) as fh:
             data = [read_frame(fh, index, n) for n in numbers]
     audit(request, "retrieve_frames", study_uid=study_uid, object_type="instance", object_id=sop_uid,
           frames=numbers if len(numbers) <= 16 else f"{len(numbers)} frames")
