@@ -34,7 +34,7 @@ services:
 	@bash platform/dev/ensure-services.sh
 
 test: install services
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) OKAPI_DB_CONN_MAX_AGE=0 OKAPI_DATA_DIR=$$(mktemp -d /tmp/okapi-test.XXXXXX) \
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) OKAPI_DATA_DIR=$$(mktemp -d /tmp/okapi-test.XXXXXX) \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

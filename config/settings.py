@@ -115,6 +115,13 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("OKAPI_DB_POOL", False):
+    # Optional psycopg pool (many web processes against one PostgreSQL). HTTP requests run on a fixed thread
+    # pool (config/asgi.py), so by default each thread keeps its own persistent connection instead.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("OKAPI_DB_POOL_MIN", 2), "max_size": env_int("OKAPI_DB_POOL_MAX", 20), "timeout": 30,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, DICOM listener) share the file: WAL and a busy timeout avoid
     # "database is locked" under concurrent ingest.
@@ -173,6 +180,9 @@ Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("OKAPI_MAX_UPLOAD_FILES", 10000)
+
+# Threads serving HTTP in each web process (each keeps its own database connection).
+OKAPI_WEB_THREADS = env_int("OKAPI_WEB_THREADS", 16)
 
 # --- limits and DICOM ------------------------------------------------------------------------------------------
 OKAPI_MAX_UPLOAD_BYTES = env_int("OKAPI_MAX_UPLOAD_BYTES", 2 * 1024**3)  # one request (STOW body, upload)

@@ -46,6 +46,15 @@ def store_response(results: list[IngestResult], base: str, study_uid: str | None
     return json_response(body, status=status, headers=headers)
 
 
+def _body_stream(request):
+    """The request body as a stream. Django's WSGI request reads nothing of a chunked body (it trusts
+    Content-Length only), so such a body is read from the server's own input, which ends where the body does;
+    its size is already bounded by config.limits."""
+    if request.META.get("CONTENT_LENGTH"):
+        return request
+    return request.META["wsgi.input"] if "wsgi.input" in request.META else request
+
+
 def stow(request, study_uid: str | None = None):
     """Store every application/dicom part; a bad part is listed as failed with its reason, the rest stored."""
     content_type = request.META.get("CONTENT_TYPE", "")
@@ -58,7 +67,7 @@ def stow(request, study_uid: str | None = None):
                          "bulk data STOW)", status=415)
     results: list[IngestResult] = []
     try:
-        for index, part in enumerate(read_parts(request, content_type, temp_file=storage.temp_file,
+        for index, part in enumerate(read_parts(_body_stream(request), content_type, temp_file=storage.temp_file,
                                                 max_part_bytes=settings.OKAPI_MAX_INSTANCE_BYTES), start=1):
             name = f"part {index}"
             if part.path is None:

@@ -1,6 +1,5 @@
 """WADO-RS views: metadata, instances, frames, bulk data, rendered images and thumbnails."""
 
-import asyncio
 import tempfile
 
 import numpy as np
@@ -109,13 +108,11 @@ def frames(request, study_uid, series_uid, sop_uid, frame_list):
 # --- instances (Part 10) -----------------------------------------------------------------------------------------
 
 
-async def _stream_files(keys: list[tuple[str, str]], boundary: str):
-    """Async iterator (ASGI streams it instead of buffering): each file as one application/dicom part."""
+def _stream_files(keys: list[tuple[str, str]], boundary: str):
+    """Each stored file as one application/dicom part, read in chunks (never a whole study in memory)."""
     for key, syntax in keys:
         yield (f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={syntax}\r\n\r\n").encode()
-        chunks = storage.iter_file(key)
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-            yield chunk
+        yield from storage.iter_file(key)
         yield b"\r\n"
     yield closing(boundary)
 
@@ -127,19 +124,13 @@ def _retrieve(request, rows: list[dict], *, study_uid: str, object_type: str, ob
           instances=len(rows))
     accept = request.META.get("HTTP_ACCEPT")
     if len(rows) == 1 and wants_single_part_dicom(accept):
-        response = StreamingHttpResponse(_single(rows[0]["file"]), content_type="application/dicom")
+        response = StreamingHttpResponse(storage.iter_file(rows[0]["file"]), content_type="application/dicom")
     else:
         boundary = new_boundary()
         response = StreamingHttpResponse(
             _stream_files([(r["file"], r["transfer_syntax_uid"]) for r in rows], boundary),
             content_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
     return response
-
-
-async def _single(key: str):
-    chunks = storage.iter_file(key)
-    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-        yield chunk
 
 
 _FILE_FIELDS = ("file", "transfer_syntax_uid")

@@ -160,3 +160,22 @@ def test_store_is_audited(stow, ts_dir, admin_user):
     event = AuditEvent.objects.get(action="store")
     assert event.user == admin_user and event.ip == "127.0.0.1"
     assert event.detail["source"] == "stow-rs"
+
+
+def test_a_chunked_body_is_streamed_and_limited_too(okapi_server, admin_user, token_for, ts_dir, settings):
+    body, content_type = multipart_body([_bytes(ts_dir / "1.dcm"), _bytes(ts_dir / "7.dcm")])
+    headers = {"Authorization": f"Bearer {token_for(admin_user)}", "Content-Type": content_type}
+
+    def chunks():  # a generator makes requests send Transfer-Encoding: chunked, no Content-Length
+        for start in range(0, len(body), 65536):
+            yield body[start:start + 65536]
+
+    response = requests.post(f"{okapi_server}/dicomweb/studies", data=chunks(), headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    assert Instance.objects.count() == 2
+    settings.OKAPI_MAX_UPLOAD_BYTES = 200_000
+    body, content_type = multipart_body([_bytes(ts_dir / "2.dcm"), _bytes(ts_dir / "4.dcm")])
+    headers["Content-Type"] = content_type
+    response = requests.post(f"{okapi_server}/dicomweb/studies", data=chunks(), headers=headers, timeout=60)
+    assert response.status_code == 413
+    assert Instance.objects.count() == 2
