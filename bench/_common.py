@@ -1,8 +1,9 @@
 """Helpers shared by the benchmark scripts in ``bench/``.
 
-Everything here is deliberately small and dependency-free (standard library plus ``requests``):
-percentiles, the one-line ``RESULT`` summary, JSON output, free loopback ports, starting and
-stopping server processes in their own process group, and waiting until a URL answers.
+Statistics and reporting (percentiles, the comparison table, the one-line ``RESULT`` summary, JSON
+output), processes (free loopback ports, servers started and stopped as process groups, CPU
+accounting), the servers under test (a private Orthanc, Okapi on a fresh database) and HTTP
+helpers (multipart bodies, concurrent GETs from several client processes).
 """
 
 from __future__ import annotations
@@ -55,23 +56,16 @@ def summarize_ms(seconds: Sequence[float]) -> dict:
 
 def ratio(numerator: float, denominator: float) -> float:
     """``numerator / denominator`` rounded to 3 digits, NaN when either side is missing or zero."""
-    try:
-        if not numerator or not denominator or math.isnan(numerator) or math.isnan(denominator):
-            return math.nan
-    except TypeError:
+    if not numerator or not denominator or math.isnan(numerator) or math.isnan(denominator):
         return math.nan
     return round(numerator / denominator, 3)
 
 
-def fmt(value: float | int | str | None, digits: int = 2) -> str:
+def fmt(value: object, digits: int = 2) -> str:
     """Format a number for tables and the RESULT line (``nan`` for missing values)."""
-    if value is None:
-        return "nan"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    return "nan" if value is None else str(value)
 
 
 def result_line(name: str, metrics: Mapping[str, float]) -> str:
@@ -129,13 +123,9 @@ def print_comparison(rows: Sequence[dict]) -> None:
     base, subject = rows[0]["base"], rows[0]["subject"]
     print(f"\n{'metric':<20}{base:>11}{subject:>11}{subject + ' better by':>17}  meaning")
     for row in rows:
-        how = (
-            f"higher is better: {subject}/{base}"
-            if row["better"] == "higher"
-            else f"lower is better: {base}/{subject}"
-        )
+        how = {"higher": f"higher is better: {subject}/{base}", "lower": f"lower is better: {base}/{subject}"}
         cells = f"{fmt(row[base]):>11}{fmt(row[subject]):>11}{fmt(row['ratio'], 3) + 'x':>17}"
-        print(f"{row['metric']:<20}{cells}  {how}")
+        print(f"{row['metric']:<20}{cells}  {how[row['better']]}")
 
 
 def result_metrics(rows: Sequence[dict]) -> dict[str, float]:
@@ -203,37 +193,69 @@ def wait_http(url: str, *, headers: dict | None = None, timeout: float = 60, pro
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s ({last})")
 
 
-def cpu_busy_fraction(interval: float = 1.0) -> float:
-    """Fraction of all CPUs busy during ``interval`` seconds, from /proc/stat (0.0 when unavailable)."""
-
-    def snapshot() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields), idle
-
-    try:
-        total0, idle0 = snapshot()
-        time.sleep(interval)
-        total1, idle1 = snapshot()
-    except OSError:
-        return 0.0
-    total = total1 - total0
-    return 0.0 if total <= 0 else 1.0 - (idle1 - idle0) / total
+SERVICES = {"postgres", "redis-server"}
 
 
-def machine_load() -> dict:
-    """CPU count, load average and how busy the CPUs are right now; warns when something else runs."""
-    busy = round(cpu_busy_fraction(1.0), 2)
-    if busy > 0.25:
-        print(f"  warning: the CPUs are {busy:.0%} busy before this measurement: figures will be noisy")
-    return {"cpus": os.cpu_count(), "loadavg": os.getloadavg(), "busy_fraction": busy}
+class CpuMeter:
+    """CPU seconds spent while a measurement runs: machine, server, services, client, and the rest.
+
+    ``server`` sums the processes of the server's process group, ``services`` PostgreSQL and Redis
+    (which Okapi uses, Orthanc not), ``client`` this process and its finished children (the client
+    processes), ``other`` whatever else ran (someone's tests, a build): when it is large, distrust
+    the figures.
+    """
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, server_pgid: int | None):
+        self.pgid = server_pgid
+        self.result: dict = {}
+
+    def _sample(self) -> dict:
+        sample = {"machine": _cpu_jiffies()[0], "server": 0, "services": 0}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                comm, rest = stat.read_text().rsplit(")", 1)
+            except OSError:
+                continue
+            rest = rest.split()
+            ticks = int(rest[11]) + int(rest[12])
+            if int(rest[2]) == self.pgid:
+                sample["server"] += ticks
+            elif comm.rsplit("(", 1)[-1] in SERVICES:
+                sample["services"] += ticks
+        sample = {k: v / self.tick for k, v in sample.items()}
+        t = os.times()
+        sample["client"] = t.user + t.system + t.children_user + t.children_system
+        return {**sample, "wall": time.monotonic()}
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        used = {k: round(end[k] - self.start[k], 2) for k in end}
+        used["other"] = round(
+            max(0.0, used["machine"] - used["server"] - used["services"] - used["client"]), 2
+        )
+        self.result = {f"{k}_cpu_s": v for k, v in used.items() if k != "wall"} | {"wall_s": used["wall"]}
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
 def wait_until_quiet(threshold: float = 0.15, timeout: float = 120.0) -> float:
-    """Wait (bounded) until the machine is mostly idle, e.g. after ingest; returns seconds waited."""
+    """Wait (bounded) until the CPUs are less than ``threshold`` busy over 1 s; returns seconds waited."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if cpu_busy_fraction(1.0) < threshold:
+        busy0, total0 = _cpu_jiffies()
+        time.sleep(1.0)
+        busy1, total1 = _cpu_jiffies()
+        if (busy1 - busy0) < threshold * max(1, total1 - total0):
             break
     return round(time.monotonic() - start, 1)
 
@@ -275,16 +297,9 @@ class Target:
 
 def orthanc_plugin_path() -> str | None:
     """Path of the DICOMweb plugin shared object installed by ``orthanc-dicomweb``, if any."""
-    try:
-        out = subprocess.run(
-            ["dpkg", "-L", ORTHANC_PLUGIN_PKG], capture_output=True, text=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    candidates = [
-        line for line in out.splitlines() if "libOrthancDicomWeb.so" in line and Path(line).exists()
-    ]
-    return sorted(candidates, key=len)[0] if candidates else None
+    listing = subprocess.run(["dpkg", "-L", ORTHANC_PLUGIN_PKG], capture_output=True, text=True).stdout
+    found = [f for f in listing.splitlines() if "libOrthancDicomWeb.so" in f and Path(f).exists()]
+    return min(found, key=len) if found else None
 
 
 def ensure_orthanc() -> str:
@@ -330,11 +345,7 @@ def start_orthanc(workdir: Path) -> Target:
     system = wait_http(f"{base}/system", timeout=60, proc=proc).json()
     plugin_info = requests.get(f"{base}/plugins/dicom-web", timeout=5).json()
     version = f"Orthanc {system.get('Version')} + DICOMweb plugin {plugin_info.get('Version')}"
-    info = {
-        "config": config,
-        "defaults_left_unset": ORTHANC_DEFAULTS,
-        "log": str(workdir / "orthanc.log"),
-    }
+    info = {"config": config, "defaults_left_unset": ORTHANC_DEFAULTS, "log": str(workdir / "orthanc.log")}
     return Target("orthanc", f"{base}/dicom-web", {}, version, proc, info)
 
 
@@ -374,9 +385,8 @@ def start_okapi(workdir: Path, workers: int, db_name: str = "okapi_bench", redis
     )
     okapi = str(venv_bin / "okapi")
     _run_checked([str(venv_bin / "python"), "manage.py", "migrate", "--noinput"], env, "migrate")
-    _run_checked(
-        [okapi, "user", "create", "bench", "--role", "admin", "--password", "benchpass"], env, "user create"
-    )
+    user = ["user", "create", "bench", "--role", "admin", "--password", "benchpass"]
+    _run_checked([okapi, *user], env, "okapi user create")
     token = _run_checked([okapi, "token", "bench"], env, "okapi token").strip().splitlines()[-1].strip()
     port = free_port()
     proc = start_process(
@@ -388,19 +398,12 @@ def start_okapi(workdir: Path, workers: int, db_name: str = "okapi_bench", redis
     base = f"http://{LOOPBACK}:{port}"
     headers = {"Authorization": f"Bearer {token}"}
     health = wait_http(f"{base}/api/v1/health", headers=headers, timeout=120, proc=proc)
-    try:
-        health_body = health.json()
-    except ValueError:
-        health_body = health.text[:500]
-    version = okapi_version()
     info = {
-        "health": health_body,
+        "health": json_or(health, health.text[:500]),
         "workers": workers,
         "log": str(workdir / "okapi.log"),
-        "database": db_name,
-        "redis_db": redis_db,
     }
-    return Target("okapi", f"{base}/dicomweb", headers, version, proc, info)
+    return Target("okapi", f"{base}/dicomweb", headers, okapi_version(), proc, info)
 
 
 def okapi_version() -> str:

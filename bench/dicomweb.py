@@ -33,6 +33,7 @@ from pydicom.uid import generate_uid
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     REPO,
+    CpuMeter,
     Target,
     compare,
     dig,
@@ -41,7 +42,6 @@ from _common import (  # noqa: E402
     get_all,
     guarded,
     json_or,
-    machine_load,
     multipart_related,
     print_comparison,
     result_line,
@@ -192,13 +192,10 @@ def make_synthetic_studies(n_studies: int, seed: int = 7) -> tuple[list[dict], l
     rng = random.Random(seed)
     ds = pydicom.dcmread(SYNTH_TEMPLATE)
     run = uuid.uuid4().hex
+    names = [f"{rng.choice(LAST)}^{rng.choice(FIRST)}" for _ in range(max(1, int(n_studies / 2.5)))]
     patients = [
-        (
-            f"{rng.choice(LAST)}^{rng.choice(FIRST)}",
-            f"PID{rng.randrange(10**6):06d}",
-            f"{1940 + i % 80}0{1 + i % 9}15",
-        )
-        for i in range(max(1, int(n_studies / 2.5)))
+        (name, f"PID{rng.randrange(10**6):06d}", f"{1940 + i % 80}0{1 + i % 9}15")
+        for i, name in enumerate(names)
     ]
     studies, files = [], []
     for i in range(n_studies):
@@ -443,18 +440,15 @@ def frames(target: Target, urls: list[str], passes: int, connections: int) -> di
     }
 
 
-def verify_frames(
-    targets: list[Target], study: str, series: str, sops: list[str], pixels: dict, k: int = 6
-) -> dict:
-    """Frame bytes of ``k`` instances: identical between servers, and equal to the file's PixelData?"""
+def verify_frames(targets: list[Target], study: str, series: str, sops: list[str], pixels: dict) -> dict:
+    """Frame bytes of 6 instances: identical between servers, and equal to the file's PixelData?"""
     checks = []
-    for sop in sops[:: max(1, len(sops) // k)][:k]:
+    for sop in sops[:: max(1, len(sops) // 6)][:6]:
         row: dict = {"sop": sop}
         payloads = []
         for t in targets:
-            resp = t.session().get(
-                frame_urls(t, study, series, [sop])[0], headers={"Accept": FRAME_ACCEPT}, timeout=60
-            )
+            url = frame_urls(t, study, series, [sop])[0]
+            resp = t.session().get(url, headers={"Accept": FRAME_ACCEPT}, timeout=60)
             payload, part_type = first_part(resp) if resp.status_code == 200 else (b"", "")
             payloads.append(payload)
             row[t.name] = {"status": resp.status_code, "content_type": resp.headers.get("Content-Type"),
@@ -485,6 +479,14 @@ def print_report(rows: list[dict], res: dict) -> None:
         cells = [dig(res, name, "qido", "by_kind", kind, default={}) for name in ("orthanc", "okapi")]
         cells = [f"{fmt(c.get('p50_ms'), 1)}/{fmt(c.get('p95_ms'), 1)}" for c in cells]
         print(f"{kind:<20}{cells[0]:>20}{cells[1]:>20}")
+    print("\nCPU seconds during each measurement: server + PostgreSQL/Redis / client / other processes")
+    for name in ("orthanc", "okapi"):
+        cells = []
+        for key in ("stow_real", "stow_synth", "qido", "series_metadata", "frames1", "frames6"):
+            c = dig(res, name, key, "cpu", default={})
+            busy = c.get("server_cpu_s", 0) + c.get("services_cpu_s", 0)
+            cells.append(f"{key} {busy:.1f}/{c.get('client_cpu_s', 0):.1f}/{c.get('other_cpu_s', 0):.1f}")
+        print(f"  {name:<8}", ", ".join(cells))
     cmp_ = res.get("qido_count_comparison", {})
     explained = cmp_.get("explained_by_unstored_studies")
     print(f"\nQIDO: matches differ for {cmp_.get('mismatches')} of {cmp_.get('compared')} distinct filters")
@@ -513,6 +515,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def measure(target: Target, res: dict, key: str, fn, *args) -> None:
+    """Run one measurement on ``target`` into ``res[target.name][key]``, with the CPU it cost."""
+    print(f"[{target.name}] {key}", flush=True)
+    with CpuMeter(target.proc.pid if target.proc else None) as meter:
+        out = guarded(key, fn, target, *args)
+    out["cpu"] = meter.result
+    other = meter.result["other_cpu_s"] / max(meter.result["wall_s"], 1e-9)
+    if other > 0.2:
+        print(f"  warning: other processes used {other:.0%} of a CPU during {key}: figures are noisy")
+    res.setdefault(target.name, {})[key] = out
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict:
     """Start the servers, run every measurement on each (same data, same order), stop them."""
     targets: list[Target] = []
@@ -528,25 +542,18 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         real = load_real_batches()
         synth, studies = make_synthetic_studies(args.studies)
         for t in targets:
-            print(f"[{t.name}] STOW {sum(len(b['files']) for b in real)} real files", flush=True)
-            res[t.name] = {"stow_real": guarded("stow", stow, t, real)}
-            print(f"[{t.name}] STOW {sum(len(b['files']) for b in synth)} synthetic instances", flush=True)
-            res[t.name]["stow_synth"] = guarded("stow", stow, t, synth)
+            measure(t, res, "stow_real", stow, real)
+            measure(t, res, "stow_synth", stow, synth)
             res[t.name]["settle_s"] = wait_until_quiet()  # let background ingest work finish
         del real, synth
         queries = ohif_study_queries(studies, args.qido_requests)
         study, series, sops, pixels = mr_series()
         for t in targets:
-            r = res[t.name]
-            r["load_before"] = machine_load()
-            print(f"[{t.name}] QIDO {len(queries)} requests", flush=True)
-            r["qido"] = guarded("qido", qido, t, queries)
-            print(f"[{t.name}] series metadata", flush=True)
-            r["series_metadata"] = guarded("metadata", series_metadata, t, study, series, args.meta_requests)
-            print(f"[{t.name}] frames", flush=True)
+            measure(t, res, "qido", qido, queries)
+            measure(t, res, "series_metadata", series_metadata, study, series, args.meta_requests)
             urls = frame_urls(t, study, series, sops)
-            r["frames1"] = guarded("frames1", frames, t, urls, args.frame_passes, 1)
-            r["frames6"] = guarded("frames6", frames, t, urls, args.frame_passes, args.connections)
+            measure(t, res, "frames1", frames, urls, args.frame_passes, 1)
+            measure(t, res, "frames6", frames, urls, args.frame_passes, args.connections)
         res["empty_uid_series"] = empty_uid_report({t.name: res[t.name]["stow_real"] for t in targets})
         unstored = {u for rep in res["empty_uid_series"].values() for u in rep["study_uids"]}
         res["qido_count_comparison"] = compare_matches(res, [t.name for t in targets], unstored)

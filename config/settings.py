@@ -181,6 +181,9 @@ FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHand
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("OKAPI_MAX_UPLOAD_FILES", 10000)
 
+# How long a web process may trust a token or an access answer it checked (revocation elsewhere takes
+# effect within this time; 0: ask the database on every request).
+OKAPI_AUTH_CACHE_SECONDS = float(env("OKAPI_AUTH_CACHE_SECONDS", "5"))
 # Threads serving HTTP in each web process (each keeps its own database connection).
 OKAPI_WEB_THREADS = env_int("OKAPI_WEB_THREADS", 16)
 

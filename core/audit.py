@@ -1,6 +1,10 @@
 """The audit log: one helper that every read or change of patient data goes through."""
 
+import atexit
 import json
+import logging
+import threading
+import time
 
 from django.db import connection
 from django.utils import timezone
@@ -27,11 +31,13 @@ _INSERT = ("INSERT INTO core_auditevent (at, user_id, username, action, object_t
 
 
 def audit_record(*, user, action: str, object_type: str, object_id: str = "", study_uid: str = "",
-                 detail: dict | None = None, request=None, ip: str | None = None) -> None:
+                 detail: dict | None = None, request=None, ip: str | None = None, defer: bool = False) -> None:
     """Append one audit event (who did ``action`` on which object, when, from where).
 
     Written with one INSERT statement: every DICOMweb frame request is audited, and the ORM's statement
-    building would cost more than the database write itself.
+    building would cost more than the database write itself. ``defer=True`` (reads on the viewing hot path)
+    hands the row to a per-process writer that inserts batches every 0.2 s and at exit, as audit trails
+    (IHE ATNA) are usually sent; changes are always written in the caller's transaction.
     """
     authenticated = user is not None and getattr(user, "is_authenticated", False)
     values = [
@@ -46,6 +52,9 @@ def audit_record(*, user, action: str, object_type: str, object_id: str = "", st
         ip or client_ip(request),
         request.META.get("HTTP_USER_AGENT", "")[:300] if request is not None else "",
     ]
+    if defer:
+        _buffer.add(values)
+        return
     if connection.vendor not in {"postgresql", "sqlite"}:
         AuditEvent.objects.create(**dict(zip(_FIELDS, values[:7], strict=True)), detail=detail or {},
                                   ip=values[8], user_agent=values[9])
@@ -58,3 +67,73 @@ def audit_record(*, user, action: str, object_type: str, object_id: str = "", st
 
 
 _FIELDS = ("at", "user_id", "username", "action", "object_type", "object_id", "study_uid")
+
+
+class _AuditBuffer:
+    """Batches deferred audit rows; one daemon thread per process writes them with executemany."""
+
+    FLUSH_SECONDS = 0.2
+    MAX_ROWS = 500
+
+    def __init__(self):
+        self.rows: list[list] = []
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def add(self, values: list) -> None:
+        with self.lock:
+            self.rows.append(values)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="okapi-audit", daemon=True)
+                self.thread.start()
+            if len(self.rows) >= self.MAX_ROWS:
+                self.wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(self.FLUSH_SECONDS)
+            self.wake.clear()
+            try:
+                self.flush()
+            except Exception:  # the database is away: keep the rows and try again
+                logging.getLogger("okapi.audit").exception("could not write audit events; will retry")
+                time.sleep(1)
+
+    def flush(self) -> int:
+        with self.lock:
+            rows, self.rows = self.rows, []
+        if not rows:
+            return 0
+        try:
+            self._insert(rows)
+        except Exception:
+            with self.lock:
+                self.rows[:0] = rows
+            raise
+        finally:
+            if threading.current_thread() is self.thread:
+                connection.close()
+        return len(rows)
+
+    @staticmethod
+    def _insert(rows: list[list]) -> None:
+        placeholder = "(%s, %s, %s, %s, %s, %s, %s, {json}, %s, %s)".format(
+            json="%s::jsonb" if connection.vendor == "postgresql" else "%s")
+        params = rows
+        if connection.vendor == "sqlite":
+            params = [[r[0].isoformat(sep=" "), *r[1:]] for r in rows]
+        head = _INSERT.split(" VALUES ")[0] + " VALUES "
+        with connection.cursor() as cursor:
+            for start in range(0, len(params), 100):  # one multi-row INSERT per hundred events
+                chunk = params[start:start + 100]
+                cursor.execute(head + ", ".join([placeholder] * len(chunk)), [v for row in chunk for v in row])
+
+
+_buffer = _AuditBuffer()
+atexit.register(lambda: _buffer.flush())
+
+
+def audit_flush() -> int:
+    """Write deferred audit events now (tests, shutdown); returns how many were written."""
+    return _buffer.flush()

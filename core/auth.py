@@ -5,11 +5,13 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from core.cache import TTLCache
 from core.models import ApiToken, User
 
 TOKEN_PREFIX = "okp_"
@@ -35,7 +37,16 @@ def token_revoke(*, token: ApiToken) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+    forget_cached_auth()
     return token
+
+
+def forget_cached_auth() -> None:
+    """Drop this process's cached tokens and access answers (after a revocation or a change of access)."""
+    _valid_tokens.clear()
+    from core.signals import auth_changed
+
+    auth_changed.send(sender=None)
 
 
 # Every DICOMweb frame request authenticates: one hand-written query instead of an ORM query whose
@@ -51,12 +62,24 @@ _TOKEN_SQL = (
 )
 
 
+# Valid tokens are remembered for a few seconds per process, so that a viewer's hundreds of frame requests a
+# second do not each ask the database. Revoking clears this process's cache at once; other processes stop
+# accepting the token within OKAPI_AUTH_CACHE_SECONDS.
+_valid_tokens = TTLCache(settings.OKAPI_AUTH_CACHE_SECONDS)
+
+
 def user_for_token(raw: str):
     """The active user a raw bearer token belongs to, or None (unknown, revoked, expired, inactive user)."""
     if not raw or not raw.startswith(TOKEN_PREFIX):
         return None
+    digest = _digest(raw)
+    cached = _valid_tokens.get(digest)
+    if cached is not None:
+        user, expires_at = cached
+        if expires_at is None or expires_at > timezone.now():
+            return user
     with connection.cursor() as cursor:
-        cursor.execute(_TOKEN_SQL, [_digest(raw)])
+        cursor.execute(_TOKEN_SQL, [digest])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -71,6 +94,7 @@ def user_for_token(raw: str):
     if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
         with transaction.atomic():
             ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+    _valid_tokens.put(digest, (user, expires_at))
     return user
 
 

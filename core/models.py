@@ -49,7 +49,9 @@ class AuditEvent(models.Model):
     updated or deleted by the application (and, on PostgreSQL, a trigger refuses it)."""
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # No database constraint: an append-only record keeps who it was, even after that user is deleted.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
+                             db_constraint=False, related_name="+")
     username = models.CharField(max_length=150, blank=True, help_text="Kept if the user is deleted")
     action = models.CharField(max_length=40, db_index=True)
     object_type = models.CharField(max_length=40)

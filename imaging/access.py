@@ -43,3 +43,10 @@ def can_see_study(user, study: Study) -> bool:
     if user is None or not user.is_authenticated:
         return False
     return user.is_admin or visible_studies(user).filter(pk=study.pk).exists()
+
+
+def can_see_study_pk(user, study_pk: int) -> bool:
+    """Like can_see_study, by primary key (ingest has only the key)."""
+    if user is None or not user.is_authenticated:
+        return False
+    return user.is_admin or visible_studies(user).filter(pk=study_pk).exists()

@@ -4,10 +4,14 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
+from django.dispatch import receiver
 
+from core.cache import TTLCache
 from core.errors import NotFound
+from core.signals import auth_changed
 from imaging.access import study_access_filter, visible_studies
 from imaging.dicom.pixels import PixelIndex
 from imaging.models import Instance, Series, Study
@@ -126,7 +130,7 @@ def get_frame_source_for(user, study_uid: str, series_uid: str, sop_uid: str) ->
             file, syntax, index = row
             source = FrameSource(file, syntax, PixelIndex.from_json(index) if index else None)
             _frame_sources.put(key, source)
-    if source is None or not (user.is_admin or visible_studies(user).filter(study_uid=study_uid).exists()):
+    if source is None or not _may_see(user, study_uid):
         raise NotFound(f"no instance {sop_uid} in series {series_uid} of study {study_uid} that you may see")
     return source
 
@@ -134,3 +138,24 @@ def get_frame_source_for(user, study_uid: str, series_uid: str, sop_uid: str) ->
 def forget_frame_sources() -> None:
     """Drop cached frame sources (after instances are deleted)."""
     _frame_sources.clear()
+
+
+_access = TTLCache(settings.OKAPI_AUTH_CACHE_SECONDS, size=50_000)
+
+
+def _may_see(user, study_uid: str) -> bool:
+    """Access to one study, remembered (if granted) for OKAPI_AUTH_CACHE_SECONDS: the frame hot path."""
+    if user.is_admin:
+        return True
+    key = (user.pk, study_uid)
+    if _access.get(key):
+        return True
+    allowed = visible_studies(user).filter(study_uid=study_uid).exists()
+    if allowed:
+        _access.put(key, True)
+    return allowed
+
+
+@receiver(auth_changed)
+def _forget_access(**kwargs) -> None:
+    _access.clear()

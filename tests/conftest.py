@@ -20,11 +20,17 @@ def _free_port() -> int:
 @pytest.fixture(autouse=True)
 def _fresh_frame_sources():
     """Each test starts from an emptied database, which deletes instances: forget their cached frame sources."""
+    from core import audit
+    from core.auth import forget_cached_auth
     from imaging.selectors import forget_frame_sources
 
+    with audit._buffer.lock:  # deferred events of an earlier test name users its database no longer has
+        audit._buffer.rows.clear()
     forget_frame_sources()
+    forget_cached_auth()
     yield
     forget_frame_sources()
+    forget_cached_auth()
 
 
 @pytest.fixture(scope="session")

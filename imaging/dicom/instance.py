@@ -228,10 +228,17 @@ def _element_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
 def instance_json(parsed: ParsedInstance, *, instance_path: str) -> dict:
     """DICOM JSON (PS3.18 Annex F) of the instance; binary values over 1 KiB become BulkDataURIs under
     ``{instance_path}/bulk/<tag path>``, pixel data included."""
-    paths = _element_paths(parsed.dataset)
+    top_level = parsed.dataset._dict
+    nested_paths: dict[int, str] = {}
 
     def bulk_uri(elem: DataElement) -> str:
-        return f"{instance_path}/bulk/{paths.get(id(elem), f'{elem.tag:08X}')}"
+        # to_json_dict has already converted the element in place, so a top-level one is found by identity;
+        # only bulk data nested in sequences (rare) needs the walk that names its path.
+        if top_level.get(elem.tag) is elem:
+            return f"{instance_path}/bulk/{elem.tag:08X}"
+        if not nested_paths:
+            nested_paths.update(_element_paths(parsed.dataset))
+        return f"{instance_path}/bulk/{nested_paths.get(id(elem), f'{elem.tag:08X}')}"
 
     data = parsed.dataset.to_json_dict(bulk_data_threshold=BULK_DATA_THRESHOLD,
                                        bulk_data_element_handler=bulk_uri, suppress_invalid_tags=True)

@@ -79,5 +79,6 @@ def text_response(text: str, *, headers: dict | None = None) -> HttpResponse:
 
 
 def audit(request, action: str, *, study_uid: str, object_type: str, object_id: str, **detail) -> None:
+    """Audit a search or retrieve (deferred: a viewer fetches hundreds of frames a second)."""
     audit_record(user=request.okapi_user, action=action, object_type=object_type, object_id=object_id,
-                 study_uid=study_uid, detail={"path": request.path, **detail}, request=request)
+                 study_uid=study_uid, detail={"path": request.path, **detail}, request=request, defer=True)

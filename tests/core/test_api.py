@@ -113,3 +113,30 @@ def test_openapi_schema_describes_the_api(api):
     for path in ("/api/v1/health", "/api/v1/tokens", "/api/v1/imaging/uploads", "/api/v1/jobs/{job_id}"):
         assert path in paths, path
     assert api.get("/api/docs/").status_code == 200
+
+
+def test_deferred_audit_events_are_written_by_the_flush(make_user):
+    from core.audit import audit_flush, audit_record
+
+    user = make_user("radiologist")
+    for n in range(3):
+        audit_record(user=user, action="retrieve_frames", object_type="instance", object_id=f"1.2.{n}",
+                     study_uid="1.2", detail={"frames": [1]}, defer=True)
+    audit_flush()
+    rows = AuditEvent.objects.filter(action="retrieve_frames").order_by("object_id")
+    assert [r.object_id for r in rows] == ["1.2.0", "1.2.1", "1.2.2"]
+    assert all(r.user == user and r.detail == {"frames": [1]} for r in rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_with_audit_history_can_be_deleted_and_the_history_stays(make_user):
+    from core.audit import audit_flush, audit_record
+
+    gone, stays = make_user("radiologist"), make_user("radiologist")
+    audit_record(user=gone, action="search", object_type="studies", defer=True)
+    audit_record(user=stays, action="search", object_type="studies", defer=True)
+    gone_pk = gone.pk
+    gone.delete()
+    assert audit_flush() == 2
+    rows = {r.username: r.user_id for r in AuditEvent.objects.filter(action="search")}
+    assert rows == {gone.username: gone_pk, stays.username: stays.pk}
