@@ -193,41 +193,49 @@ def wait_http(url: str, *, headers: dict | None = None, timeout: float = 60, pro
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s ({last})")
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat (steal and guest left out)."""
+    user, nice, system, idle, iowait, irq, softirq = (
+        int(x) for x in Path("/proc/stat").read_text().split()[1:8]
+    )
+    busy = user + nice + system + irq + softirq
+    return busy, busy + idle + iowait
+
+
 SERVICES = {"postgres", "redis-server"}
 
 
 class CpuMeter:
-    """CPU seconds spent while a measurement runs: machine, server, services, client, and the rest.
+    """CPU seconds that processes spent while a measurement ran, by who spent them.
 
-    ``server`` sums the processes of the server's process group, ``services`` PostgreSQL and Redis
-    (which Okapi uses, Orthanc not), ``client`` this process and its finished children (the client
-    processes), ``other`` whatever else ran (someone's tests, a build): when it is large, distrust
-    the figures.
+    ``server``: the server's process group; ``services``: PostgreSQL and Redis (which Okapi uses,
+    Orthanc not); ``client``: this benchmark's process group (the client processes included);
+    ``other``: every other user-space process, e.g. someone's tests or a build: when it is large,
+    distrust the figures. Children that exit count for their parent (cutime/cstime); kernel
+    threads are left out; ``machine`` is all non-idle CPU time, kernel work on I/O included.
     """
 
     tick = os.sysconf("SC_CLK_TCK")
 
     def __init__(self, server_pgid: int | None):
-        self.pgid = server_pgid
+        self.pgid, self.me = server_pgid, os.getpgrp()
         self.result: dict = {}
 
     def _sample(self) -> dict:
-        sample = {"machine": _cpu_jiffies()[0], "server": 0, "services": 0}
+        sample = dict.fromkeys(("server", "services", "client", "other"), 0)
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 comm, rest = stat.read_text().rsplit(")", 1)
             except OSError:
                 continue
-            rest = rest.split()
-            ticks = int(rest[11]) + int(rest[12])
-            if int(rest[2]) == self.pgid:
-                sample["server"] += ticks
-            elif comm.rsplit("(", 1)[-1] in SERVICES:
-                sample["services"] += ticks
-        sample = {k: v / self.tick for k, v in sample.items()}
-        t = os.times()
-        sample["client"] = t.user + t.system + t.children_user + t.children_system
-        return {**sample, "wall": time.monotonic()}
+            f = rest.split()  # state ppid pgrp ... utime(11) stime cutime cstime
+            if int(f[1]) == 2 or stat.parent.name == "2":
+                continue  # kernel threads
+            pgrp, ticks = int(f[2]), sum(int(x) for x in f[11:15])
+            who = "server" if pgrp == self.pgid else "client" if pgrp == self.me else None
+            sample[who or ("services" if comm.rsplit("(", 1)[-1] in SERVICES else "other")] += ticks
+        sample["machine"] = _cpu_jiffies()[0]
+        return {**{k: v / self.tick for k, v in sample.items()}, "wall": time.monotonic()}
 
     def __enter__(self) -> CpuMeter:
         self.start = self._sample()
@@ -235,17 +243,8 @@ class CpuMeter:
 
     def __exit__(self, *exc: object) -> None:
         end = self._sample()
-        used = {k: round(end[k] - self.start[k], 2) for k in end}
-        used["other"] = round(
-            max(0.0, used["machine"] - used["server"] - used["services"] - used["client"]), 2
-        )
-        self.result = {f"{k}_cpu_s": v for k, v in used.items() if k != "wall"} | {"wall_s": used["wall"]}
-
-
-def _cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4], sum(fields)
+        used = {f"{k}_cpu_s": round(end[k] - self.start[k], 2) for k in end if k != "wall"}
+        self.result = {**used, "wall_s": round(end["wall"] - self.start["wall"], 2)}
 
 
 def wait_until_quiet(threshold: float = 0.15, timeout: float = 120.0) -> float:

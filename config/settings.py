@@ -187,6 +187,9 @@ OKAPI_AUTH_CACHE_SECONDS = float(env("OKAPI_AUTH_CACHE_SECONDS", "5"))
 # Threads serving HTTP in each web process (each keeps its own database connection).
 OKAPI_WEB_THREADS = env_int("OKAPI_WEB_THREADS", 16)
 
+# Worker processes that parse incoming DICOM while the web thread indexes (1: parse in the request thread).
+OKAPI_INGEST_PROCESSES = env_int("OKAPI_INGEST_PROCESSES", min(os.cpu_count() or 1, 4))
+
 # --- limits and DICOM ------------------------------------------------------------------------------------------
 OKAPI_MAX_UPLOAD_BYTES = env_int("OKAPI_MAX_UPLOAD_BYTES", 2 * 1024**3)  # one request (STOW body, upload)
 OKAPI_MAX_INSTANCE_BYTES = env_int("OKAPI_MAX_INSTANCE_BYTES", 1024**3)  # one DICOM file

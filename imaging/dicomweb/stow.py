@@ -8,7 +8,7 @@ from core.errors import OkapiError
 from imaging import storage
 from imaging.dicomweb.common import dicomweb_root, json_response
 from imaging.dicomweb.multipart import MultipartError, media_params, read_parts
-from imaging.services.ingest import IngestResult, ingest_file
+from imaging.services.ingest import IngestResult, ingest_files
 
 
 def _ref_item(result: IngestResult, base: str) -> dict:
@@ -66,27 +66,37 @@ def stow(request, study_uid: str | None = None):
         raise OkapiError("unsupported_media_type", "only application/dicom parts are supported (no DICOM JSON + "
                          "bulk data STOW)", status=415)
     results: list[IngestResult] = []
-    try:
+    part_files: list[str] = []
+
+    def dicom_parts():
+        """Parts as they arrive; the ones that cannot be DICOM are answered at once."""
         for index, part in enumerate(read_parts(_body_stream(request), content_type, temp_file=storage.temp_file,
                                                 max_part_bytes=settings.OKAPI_MAX_INSTANCE_BYTES), start=1):
             name = f"part {index}"
             if part.path is None:
                 results.append(IngestResult("rejected", name, reason=part.error, code="too_large"))
                 continue
-            try:
-                if media_params(part.content_type)[0] not in {"application/dicom", "application/octet-stream"}:
-                    results.append(IngestResult("rejected", name, code="unsupported_media_type",
-                                                reason=f"part of type {part.content_type}: only application/dicom"))
-                    continue
-                results.append(ingest_file(part.path, user=request.okapi_user, source="stow-rs", name=name,
-                                           consume=True, expected_study_uid=study_uid, request=request))
-            finally:
-                if os.path.exists(part.path):
-                    os.unlink(part.path)
+            part_files.append(part.path)
+            if media_params(part.content_type)[0] not in {"application/dicom", "application/octet-stream"}:
+                results.append(IngestResult("rejected", name, code="unsupported_media_type",
+                                            reason=f"part of type {part.content_type}: only application/dicom"))
+                continue
+            yield part.path, name
+
+    try:
+        for path, result in ingest_files(dicom_parts(), user=request.okapi_user, source="stow-rs", consume=True,
+                                         expected_study_uid=study_uid, request=request):
+            results.append(result)
+            if os.path.exists(path):
+                os.unlink(path)
     except MultipartError as exc:
         if not results:
             raise OkapiError("invalid_multipart", f"the body is not valid multipart/related: {exc}") from None
         results.append(IngestResult("rejected", f"part {len(results) + 1}", reason=str(exc), code="invalid_multipart"))
+    finally:
+        for path in part_files:  # parts not stored (rejected, or still being prepared when the body broke)
+            if os.path.exists(path):
+                os.unlink(path)
     if not results:
         raise OkapiError("empty", "the body holds no parts: nothing to store")
     return store_response(results, dicomweb_root(request), study_uid)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from imaging import storage
-from imaging.services.ingest import IngestResult, ingest_file
+from imaging.services.ingest import IngestResult, ingest_files
 
 MAX_ZIP_MEMBERS = 100_000
 
@@ -55,28 +55,46 @@ def count_items(paths: list[str]) -> int:
 def ingest_paths(paths: Iterable[str], *, user=None, source: str, consume: bool = False, request=None,
                  deidentify: bool | None = None,
                  on_result: Callable[[IngestResult], None] | None = None) -> BatchSummary:
-    """Ingest files, folders and zip archives; one result per file (zip members named archive.zip!member)."""
+    """Ingest files, folders and zip archives; one result per file (zip members named archive.zip!member).
+
+    Files are parsed in worker processes a few ahead of the indexing (imaging.services.pool).
+    """
     summary = BatchSummary()
+    extracted: set[str] = set()
 
     def record(result: IngestResult) -> None:
         summary.results.append(result)
         if on_result is not None:
             on_result(result)
 
-    for path in iter_sources(paths):
-        if not os.path.exists(path):
-            record(IngestResult("rejected", path, reason="no such file or folder", code="not_found"))
-        elif zipfile.is_zipfile(path):
-            _ingest_zip(path, user=user, source=source, request=request, deidentify=deidentify, record=record)
-            if consume:
+    def items():
+        for path in iter_sources(paths):
+            if not os.path.exists(path):
+                record(IngestResult("rejected", path, reason="no such file or folder", code="not_found"))
+            elif zipfile.is_zipfile(path):
+                yield from _zip_members(path, extracted, record)
+                if consume:
+                    os.unlink(path)
+            else:
+                yield path, path
+
+    try:
+        for path, result in ingest_files(items(), user=user, source=source, consume=consume, request=request,
+                                         deidentify=deidentify):
+            record(result)
+            if path in extracted:
+                extracted.discard(path)
+                if os.path.exists(path):
+                    os.unlink(path)
+    finally:
+        for path in extracted:
+            if os.path.exists(path):
                 os.unlink(path)
-        else:
-            record(ingest_file(path, user=user, source=source, name=path, consume=consume, request=request,
-                               deidentify=deidentify))
     return summary
 
 
-def _ingest_zip(path: str, *, user, source, request, deidentify, record) -> None:
+def _zip_members(path: str, extracted: set[str], record):
+    """Extract each member of a zip to a temporary file and yield it (path, 'archive.zip!member')."""
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
@@ -91,14 +109,12 @@ def _ingest_zip(path: str, *, user, source, request, deidentify, record) -> None
         for info in members:
             name = f"{path}!{info.filename}"
             fd, tmp = storage.temp_file(".dcm")
+            extracted.add(tmp)
             try:
                 with os.fdopen(fd, "wb") as out, archive.open(info) as member:
                     while chunk := member.read(1024 * 1024):
                         out.write(chunk)
-                record(ingest_file(tmp, user=user, source=source, name=name, consume=True, request=request,
-                                   deidentify=deidentify))
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 record(IngestResult("rejected", name, reason=f"cannot extract from the zip: {exc}", code="corrupt"))
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                continue
+            yield tmp, name

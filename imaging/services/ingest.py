@@ -4,12 +4,11 @@ Each file is parsed once; a bad file is rejected with its reason and nothing of 
 (same SOP Instance UID, same bytes) is a no-op; storing the file and indexing it happen together or not at all.
 """
 
-import hashlib
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-import pydicom
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
@@ -18,20 +17,10 @@ from core.audit import audit_record
 from core.models import Role
 from imaging import storage
 from imaging.access import can_see_study_pk
-from imaging.dicom.instance import (
-    SERIES_TAGS,
-    STUDY_TAGS,
-    InvalidInstance,
-    ParsedInstance,
-    apply_repairs,
-    dumps,
-    first_value,
-    identity_repairs,
-    instance_json,
-    parse_file,
-    pick,
-)
+from imaging.dicom.instance import SERIES_TAGS, STUDY_TAGS, InvalidInstance, first_value, pick
 from imaging.models import Instance, Patient, Series, Study
+from imaging.services.pool import prepare_many
+from imaging.services.prepare import PrepareConfig, Prepared, prepare_file
 
 log = logging.getLogger("okapi.ingest")
 
@@ -80,47 +69,13 @@ class IngestResult:
         return {k: v for k, v in self.__dict__.items() if v not in ("", [], None)}
 
 
-def instance_path(study_uid: str, series_uid: str, sop_uid: str) -> str:
-    """Server-rooted path of an instance's WADO-RS resource."""
-    return f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _parse(path: str) -> ParsedInstance:
-    size = os.path.getsize(path)
-    with open(path, "rb") as fh:
-        return parse_file(fh, file_size=size)
-
-
-def _rewrite(path: str, *, repairs: list[dict], deidentify: bool) -> tuple[str, dict]:
-    """Write a modified copy (repaired identity and/or de-identified) to a new temporary file."""
-    ds = pydicom.dcmread(path)
-    apply_repairs(ds, repairs)
-    report = {}
-    if deidentify:
-        from imaging.dicom.deid import DeidConfig
-        from imaging.dicom.deid import deidentify as deid
-
-        result = deid(ds, DeidConfig(secret=settings.OKAPI_DEID_SECRET, uid_root=settings.OKAPI_UID_ROOT))
-        report = {"removed": len(result.removed), "emptied": len(result.emptied), "replaced": len(result.replaced),
-                  "uids_replaced": len(result.uids_replaced), "burned_in_annotation": result.burned_in_annotation}
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    fd, out = storage.temp_file(".dcm")
-    os.close(fd)
-    try:
-        ds.save_as(out, enforce_file_format=True)
-    except Exception:
-        os.unlink(out)
-        raise
-    return out, report
+def prepare_config(deidentify: bool | None = None) -> PrepareConfig:
+    return PrepareConfig(
+        max_bytes=settings.OKAPI_MAX_INSTANCE_BYTES,
+        deidentify=settings.OKAPI_DEIDENTIFY if deidentify is None else deidentify,
+        deid_secret=settings.OKAPI_DEID_SECRET, uid_root=settings.OKAPI_UID_ROOT,
+        temp_dir=settings.FILE_UPLOAD_TEMP_DIR,
+    )
 
 
 def ingest_file(path: str, *, user=None, source: str, name: str = "", consume: bool = False,
@@ -132,31 +87,44 @@ def ingest_file(path: str, *, user=None, source: str, name: str = "", consume: b
     it is copied and left alone. ``user`` None means a trusted system source (C-STORE, CLI).
     Never raises for a bad file: the result says rejected and why.
     """
-    name = name or os.path.basename(path)
-    deidentify = settings.OKAPI_DEIDENTIFY if deidentify is None else deidentify
-    rewritten = None
+    prepared = prepare_file(path, name or os.path.basename(path), prepare_config(deidentify))
+    return ingest_prepared(prepared, user=user, source=source, consume=consume,
+                           expected_study_uid=expected_study_uid, request=request, ip=ip, detail=detail)
+
+
+def ingest_files(items: Iterable[tuple[str, str]], *, user=None, source: str, consume: bool = False,
+                 expected_study_uid: str | None = None, deidentify: bool | None = None, request=None,
+                 detail: dict | None = None) -> Iterator[tuple[str, IngestResult]]:
+    """Archive many (path, name) files: prepared in worker processes a few ahead, indexed here in order.
+
+    Yields (path, result) as each is done, so a caller may delete what it no longer needs.
+    """
+    originals: dict[str, str] = {}
+
+    def remember(items_):
+        for path, name in items_:
+            originals[name] = path
+            yield path, name
+
+    for prepared in prepare_many(remember(items), prepare_config(deidentify)):
+        result = ingest_prepared(prepared, user=user, source=source, consume=consume,
+                                 expected_study_uid=expected_study_uid, request=request, detail=detail)
+        yield originals.pop(prepared.name, prepared.path), result
+
+
+def ingest_prepared(prepared: Prepared, *, user=None, source: str, consume: bool = False,
+                    expected_study_uid: str | None = None, request=None, ip: str | None = None,
+                    detail: dict | None = None) -> IngestResult:
+    """Index and store a prepared file (the database half of ingest)."""
+    name = prepared.name
     try:
-        size = os.path.getsize(path)
-        if size > settings.OKAPI_MAX_INSTANCE_BYTES:
-            return IngestResult("rejected", name, reason=f"file of {size} bytes is over the limit of "
-                                f"{settings.OKAPI_MAX_INSTANCE_BYTES} bytes (OKAPI_MAX_INSTANCE_BYTES)", code="too_large")
-        sha = _sha256(path)  # of what the sender sent: a re-send is recognised even if Okapi rewrote the copy
-        parsed = _parse(path)
-        repairs = identity_repairs(parsed, uid_root=settings.OKAPI_UID_ROOT)
-        final_path = path
-        deid_report: dict = {}
-        meta_uid = str(getattr(parsed.file_meta, "MediaStorageSOPInstanceUID", "") or "")
-        meta_mismatch = bool(meta_uid) and meta_uid != str(parsed.dataset.get("SOPInstanceUID", "") or meta_uid)
-        if repairs or deidentify or meta_mismatch:  # the stored copy's file meta must name its own SOP UID
-            rewritten, deid_report = _rewrite(path, repairs=repairs, deidentify=deidentify)
-            final_path = rewritten
-            parsed = _parse(rewritten)
-        result = _index_and_store(parsed, final_path, sha=sha, user=user, source=source, name=name,
-                                  move=(rewritten is not None) or consume, expected_study_uid=expected_study_uid,
-                                  repairs=repairs, deidentified=deidentify, request=request, ip=ip,
-                                  detail=(detail or {}) | ({"deid": deid_report} if deid_report else {}))
-        if result.status == "stored" and final_path == rewritten:
-            rewritten = None  # moved into storage
+        if prepared.error:
+            return IngestResult("rejected", name, sop_instance_uid=prepared.sop_instance_uid,
+                                sop_class_uid=prepared.sop_class_uid, reason=prepared.error,
+                                code=prepared.error_code)
+        extra = (detail or {}) | ({"deid": prepared.deid_report} if prepared.deid_report else {})
+        result = _index_and_store(prepared, user=user, source=source, move=prepared.rewritten or consume,
+                                  expected_study_uid=expected_study_uid, request=request, ip=ip, detail=extra)
         return result
     except InvalidInstance as exc:
         return IngestResult("rejected", name, sop_instance_uid=exc.sop_instance_uid, sop_class_uid=exc.sop_class_uid,
@@ -170,25 +138,26 @@ def ingest_file(path: str, *, user=None, source: str, name: str = "", consume: b
         return IngestResult("rejected", name, reason=f"could not be stored: {type(exc).__name__}: {exc}",
                             code="processing_failure")
     finally:
-        if rewritten is not None and os.path.exists(rewritten):
-            os.unlink(rewritten)
+        if prepared.rewritten and os.path.exists(prepared.path):
+            os.unlink(prepared.path)  # a rewritten copy that was not moved into storage
 
 
 def _may_create_study(user) -> bool:
     return user is None or user.is_admin or user.role == Role.LEAD
 
 
-def _index_and_store(parsed: ParsedInstance, path: str, *, sha: str, user, source, name, move, expected_study_uid, repairs,
-                     deidentified, request, ip, detail) -> IngestResult:
-    base = IngestResult("stored", name, sop_instance_uid=parsed.sop_instance_uid, sop_class_uid=parsed.sop_class_uid,
-                        study_uid=parsed.study_uid, series_uid=parsed.series_uid, repairs=repairs)
-    if expected_study_uid and parsed.study_uid != expected_study_uid:
-        return _rejected(base, "wrong_study", f"the instance belongs to study {parsed.study_uid}, "
+def _index_and_store(prepared: Prepared, *, user, source, move, expected_study_uid, request, ip,
+                     detail) -> IngestResult:
+    base = IngestResult("stored", prepared.name, sop_instance_uid=prepared.sop_instance_uid,
+                        sop_class_uid=prepared.sop_class_uid, study_uid=prepared.study_uid,
+                        series_uid=prepared.series_uid, repairs=prepared.repairs)
+    if expected_study_uid and prepared.study_uid != expected_study_uid:
+        return _rejected(base, "wrong_study", f"the instance belongs to study {prepared.study_uid}, "
                          f"not to {expected_study_uid} named in the request")
     for attempt in range(3):
         try:
-            return _store_once(parsed, path, base, sha=sha, user=user, source=source, move=move,
-                               deidentified=deidentified, request=request, ip=ip, detail=detail)
+            return _store_once(prepared, base, user=user, source=source, move=move, request=request, ip=ip,
+                               detail=detail)
         except IntegrityError:
             # A concurrent ingest created the same patient/study/series/instance first: look again.
             if attempt == 2:
@@ -221,9 +190,8 @@ def _execute(sql: str, params: list) -> None:
         cursor.execute(sql, params)
 
 
-def _store_once(parsed, path, base, *, sha, user, source, move, deidentified, request, ip, detail) -> IngestResult:
-    meta = instance_json(parsed, instance_path=instance_path(parsed.study_uid, parsed.series_uid,
-                                                              parsed.sop_instance_uid))
+def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, request, ip, detail) -> IngestResult:
+    parsed, meta, sha, path = prepared, prepared.meta, prepared.sha256, prepared.path
     key = storage.instance_key(parsed.study_uid, parsed.series_uid, parsed.sop_instance_uid)
     stored_file = False
     try:
@@ -266,10 +234,9 @@ def _store_once(parsed, path, base, *, sha, user, source, move, deidentified, re
                 transfer_syntax_uid=parsed.transfer_syntax_uid,
                 rows=_int(first_value(meta, "00280010", None)), columns=_int(first_value(meta, "00280011", None)),
                 bits_allocated=_int(first_value(meta, "00280100", None)),
-                number_of_frames=parsed.pixel_index.number_of_frames if parsed.pixel_index else 0,
-                file=key, file_size=os.path.getsize(path), sha256=sha, metadata=dumps(meta),
-                pixel_index=parsed.pixel_index.to_json() if parsed.pixel_index else "",
-                repairs=base.repairs, deidentified=deidentified,
+                number_of_frames=prepared.number_of_frames, file=key, file_size=prepared.file_size, sha256=sha,
+                metadata=prepared.meta_text, pixel_index=prepared.pixel_index, repairs=base.repairs,
+                deidentified=bool(prepared.deid_report),
             )
             now = timezone.now()
             _execute("UPDATE imaging_series SET num_instances = num_instances + 1, updated_at = %s WHERE id = %s",
@@ -302,7 +269,7 @@ def _int(value):
         return None
 
 
-def _create_study(parsed: ParsedInstance, meta: dict, *, user, uid_generated: bool) -> Study:
+def _create_study(parsed: Prepared, meta: dict, *, user, uid_generated: bool) -> Study:
     patient_id = str(first_value(meta, "00100020", ""))[:64]
     issuer = str(first_value(meta, "00100021", ""))[:64]
     name = str(first_value(meta, "00100010", ""))[:324]
@@ -324,7 +291,7 @@ def _create_study(parsed: ParsedInstance, meta: dict, *, user, uid_generated: bo
     )
 
 
-def _series_for(parsed: ParsedInstance, meta: dict, study_pk: int) -> tuple[int, str, bool]:
+def _series_for(parsed: Prepared, meta: dict, study_pk: int) -> tuple[int, str, bool]:
     """(series pk, modality, created now) for the instance's series, created in the study if new."""
     row = _fetch(_SERIES_SQL, [parsed.series_uid])
     if row is not None:
