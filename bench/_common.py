@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -223,6 +224,7 @@ class CpuMeter:
 
     def _sample(self) -> dict:
         sample = dict.fromkeys(("server", "services", "client", "other"), 0)
+        by_name: Counter = Counter()  # "other" processes by name, to tell who disturbed the run
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 comm, rest = stat.read_text().rsplit(")", 1)
@@ -232,10 +234,13 @@ class CpuMeter:
             if int(f[1]) == 2 or stat.parent.name == "2":
                 continue  # kernel threads
             pgrp, ticks = int(f[2]), sum(int(x) for x in f[11:15])
+            name = comm.rsplit("(", 1)[-1]
             who = "server" if pgrp == self.pgid else "client" if pgrp == self.me else None
-            sample[who or ("services" if comm.rsplit("(", 1)[-1] in SERVICES else "other")] += ticks
+            who = who or ("services" if name in SERVICES else "other")
+            sample[who] += ticks
+            by_name[name] += ticks if who == "other" else 0
         sample["machine"] = _cpu_jiffies()[0]
-        return {**{k: v / self.tick for k, v in sample.items()}, "wall": time.monotonic()}
+        return {**{k: v / self.tick for k, v in sample.items()}, "wall": time.monotonic(), "by_name": by_name}
 
     def __enter__(self) -> CpuMeter:
         self.start = self._sample()
@@ -243,7 +248,9 @@ class CpuMeter:
 
     def __exit__(self, *exc: object) -> None:
         end = self._sample()
-        used = {f"{k}_cpu_s": round(end[k] - self.start[k], 2) for k in end if k != "wall"}
+        used = {f"{k}_cpu_s": round(end[k] - self.start[k], 2) for k in end if k not in ("wall", "by_name")}
+        others = (end["by_name"] - self.start["by_name"]).most_common(3)
+        used["other_top"] = {name: round(ticks / self.tick, 2) for name, ticks in others}
         self.result = {**used, "wall_s": round(end["wall"] - self.start["wall"], 2)}
 
 

@@ -523,7 +523,8 @@ def measure(target: Target, res: dict, key: str, fn, *args) -> None:
     out["cpu"] = meter.result
     other = meter.result["other_cpu_s"] / max(meter.result["wall_s"], 1e-9)
     if other > 0.2:
-        print(f"  warning: other processes used {other:.0%} of a CPU during {key}: figures are noisy")
+        top = meter.result["other_top"]
+        print(f"  warning: other processes used {other:.0%} of a CPU during {key} ({top}): figures are noisy")
     res.setdefault(target.name, {})[key] = out
 
 

@@ -4,11 +4,13 @@ Pure pydicom code: no Django. The archive calls :func:`parse_file` once per inst
 """
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import pydicom
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, generate_uid
@@ -225,29 +227,77 @@ def _element_paths(ds: Dataset, prefix: str = "") -> dict[int, str]:
     return paths
 
 
+BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+_BULK_MIN = (BULK_DATA_THRESHOLD // 4) * 3  # pydicom's rule: base64 would exceed the threshold
+_CACHEABLE_MAX = 1024
+_element_json_cache: OrderedDict = OrderedDict()
+_CACHE_SIZE = 100_000
+_cache_lock = threading.Lock()
+
+
+def _cached_element_json(ds: Dataset, tag, raw, charset) -> dict | None:
+    """DICOM JSON of one short raw element, from pydicom's own conversion, memoised by its raw bytes.
+
+    The slices of a series repeat most of their header byte for byte; converting each value once per process
+    makes ingest of a series several times cheaper and gives exactly pydicom's answer.
+    """
+    key = (raw.tag, raw.VR, raw.is_little_endian, raw.is_implicit_VR, charset, raw.value)
+    with _cache_lock:
+        hit = _element_json_cache.get(key)
+    if hit is not None:
+        return hit
+    value = ds[tag].to_json_dict(None, BULK_DATA_THRESHOLD)
+    with _cache_lock:
+        _element_json_cache[key] = value
+        if len(_element_json_cache) > _CACHE_SIZE:
+            _element_json_cache.popitem(last=False)
+    return value
+
+
 def instance_json(parsed: ParsedInstance, *, instance_path: str) -> dict:
-    """DICOM JSON (PS3.18 Annex F) of the instance; binary values over 1 KiB become BulkDataURIs under
-    ``{instance_path}/bulk/<tag path>``, pixel data included."""
-    top_level = parsed.dataset._dict
-    nested_paths: dict[int, str] = {}
+    """DICOM JSON (PS3.18 Annex F) of the instance; binary values over 768 bytes (1 KiB in base64) become
+    BulkDataURIs under ``{instance_path}/bulk/<tag path>``, pixel data included.
 
-    def bulk_uri(elem: DataElement) -> str:
-        # to_json_dict has already converted the element in place, so a top-level one is found by identity;
-        # only bulk data nested in sequences (rare) needs the walk that names its path.
-        if top_level.get(elem.tag) is elem:
-            return f"{instance_path}/bulk/{elem.tag:08X}"
-        if not nested_paths:
-            nested_paths.update(_element_paths(parsed.dataset))
-        return f"{instance_path}/bulk/{nested_paths.get(id(elem), f'{elem.tag:08X}')}"
-
-    data = parsed.dataset.to_json_dict(bulk_data_threshold=BULK_DATA_THRESHOLD,
-                                       bulk_data_element_handler=bulk_uri, suppress_invalid_tags=True)
+    The same as pydicom's ``to_json_dict``; short top-level values come from a per-process memo of it.
+    """
+    ds = parsed.dataset
+    charset = str(ds._dict[0x00080005].value) if 0x00080005 in ds._dict else ""
+    data: dict = {}
+    for tag in list(ds._dict):
+        raw = ds._dict[tag]
+        try:
+            if isinstance(raw, RawDataElement) and raw.VR and raw.VR != "SQ" and raw.length != 0xFFFFFFFF:
+                if raw.VR in BINARY_VRS and raw.length > _BULK_MIN:
+                    data[f"{tag:08X}"] = {"vr": raw.VR, "BulkDataURI": f"{instance_path}/bulk/{tag:08X}"}
+                    continue
+                if raw.length <= _CACHEABLE_MAX:
+                    data[f"{tag:08X}"] = _cached_element_json(ds, tag, raw, charset)
+                    continue
+            data[f"{tag:08X}"] = _element_json(ds, tag, instance_path)
+        except Exception:  # noqa: BLE001 - like to_json_dict(suppress_invalid_tags=True): skip what cannot be read
+            continue
     index = parsed.pixel_index
     if index is not None:
         data[f"{index.tag:08X}"] = {"vr": index.vr, "BulkDataURI": f"{instance_path}/bulk/{index.tag:08X}"}
     served = served_transfer_syntax(parsed.transfer_syntax_uid)
     data["00083002"] = {"vr": "UI", "Value": [served]}
     return dict(sorted(data.items()))
+
+
+def _element_json(ds: Dataset, tag, instance_path: str) -> dict:
+    """pydicom's conversion of one element, bulk data (also nested in sequences) named by its tag path."""
+    elem = ds[tag]
+    top_level = ds._dict
+    nested_paths: dict[int, str] = {}
+
+    def bulk_uri(item: DataElement) -> str:
+        if top_level.get(item.tag) is item:
+            return f"{instance_path}/bulk/{item.tag:08X}"
+        if not nested_paths:
+            nested_paths.update(_element_paths(ds))
+        return f"{instance_path}/bulk/{nested_paths.get(id(item), f'{item.tag:08X}')}"
+
+    return elem.to_json_dict(bulk_uri, BULK_DATA_THRESHOLD)
 
 
 def served_transfer_syntax(tsuid: str) -> str:
