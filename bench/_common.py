@@ -194,13 +194,17 @@ def wait_http(url: str, *, headers: dict | None = None, timeout: float = 60, pro
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s ({last})")
 
 
-def _cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat (steal and guest left out)."""
-    user, nice, system, idle, iowait, irq, softirq = (
-        int(x) for x in Path("/proc/stat").read_text().split()[1:8]
+def _cpu_jiffies() -> tuple[int, int, int]:
+    """(busy, total, steal) clock ticks of all CPUs since boot, from /proc/stat (guest time left out).
+
+    Steal is time the hypervisor gave our virtual CPUs to someone else: on a shared VM it slows
+    everything down without showing in any process.
+    """
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split()[1:9]
     )
     busy = user + nice + system + irq + softirq
-    return busy, busy + idle + iowait
+    return busy, busy + idle + iowait, steal
 
 
 SERVICES = {"postgres", "redis-server"}
@@ -213,7 +217,8 @@ class CpuMeter:
     Orthanc not); ``client``: this benchmark's process group (the client processes included);
     ``other``: every other user-space process, e.g. someone's tests or a build: when it is large,
     distrust the figures. Children that exit count for their parent (cutime/cstime); kernel
-    threads are left out; ``machine`` is all non-idle CPU time, kernel work on I/O included.
+    threads are left out; ``machine`` is all non-idle CPU time, kernel work on I/O included;
+    ``steal`` is CPU time the hypervisor took away (see ``_cpu_jiffies``).
     """
 
     tick = os.sysconf("SC_CLK_TCK")
@@ -239,7 +244,7 @@ class CpuMeter:
             who = who or ("services" if name in SERVICES else "other")
             sample[who] += ticks
             by_name[name] += ticks if who == "other" else 0
-        sample["machine"] = _cpu_jiffies()[0]
+        sample["machine"], _, sample["steal"] = _cpu_jiffies()
         return {**{k: v / self.tick for k, v in sample.items()}, "wall": time.monotonic(), "by_name": by_name}
 
     def __enter__(self) -> CpuMeter:
@@ -258,9 +263,9 @@ def wait_until_quiet(threshold: float = 0.15, timeout: float = 120.0) -> float:
     """Wait (bounded) until the CPUs are less than ``threshold`` busy over 1 s; returns seconds waited."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        busy0, total0 = _cpu_jiffies()
+        busy0, total0, _ = _cpu_jiffies()
         time.sleep(1.0)
-        busy1, total1 = _cpu_jiffies()
+        busy1, total1, _ = _cpu_jiffies()
         if (busy1 - busy0) < threshold * max(1, total1 - total0):
             break
     return round(time.monotonic() - start, 1)
