@@ -4,6 +4,7 @@ Files are prepared in parallel, a few ahead of the thread that writes them to th
 in order. With OKAPI_INGEST_PROCESSES=1 (or if the pool breaks) everything runs in the calling thread.
 """
 
+import atexit
 import logging
 import multiprocessing
 import threading
@@ -30,6 +31,7 @@ def _get_pool() -> ProcessPoolExecutor | None:
             # spawn, not fork: the web process has threads (server, audit writer) a fork would copy mid-lock
             _pool = ProcessPoolExecutor(max_workers=settings.OKAPI_INGEST_PROCESSES,
                                         mp_context=multiprocessing.get_context("spawn"))
+            atexit.register(_reset_pool)
         return _pool
 
 
