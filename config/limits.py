@@ -28,7 +28,7 @@ class BodySizeLimitMiddleware:
         limit = settings.OKAPI_MAX_UPLOAD_BYTES
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self._refuse(receive, send, limit, drain=False)
+                await self._refuse(send, limit)
                 return None
         state = {"received": 0, "over": False, "started": False}
 
@@ -50,11 +50,11 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, limited_receive, tracking_send)
         if state["over"] and not state["started"]:
-            await self._refuse(receive, send, limit, drain=False)
+            await self._refuse(send, limit)
         return None
 
     @staticmethod
-    async def _refuse(receive, send, limit, drain):
+    async def _refuse(send, limit):
         body = _too_large_body(limit)
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

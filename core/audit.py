@@ -78,6 +78,7 @@ class _AuditBuffer:
     def __init__(self):
         self.rows: list[list] = []
         self.lock = threading.Lock()
+        self.flushing = threading.Lock()  # one flush at a time: audit_flush() returns once rows are written
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -101,20 +102,21 @@ class _AuditBuffer:
                 time.sleep(1)
 
     def flush(self) -> int:
-        with self.lock:
-            rows, self.rows = self.rows, []
-        if not rows:
-            return 0
-        try:
-            self._insert(rows)
-        except Exception:
+        with self.flushing:
             with self.lock:
-                self.rows[:0] = rows
-            raise
-        finally:
-            if threading.current_thread() is self.thread:
-                connection.close()
-        return len(rows)
+                rows, self.rows = self.rows, []
+            if not rows:
+                return 0
+            try:
+                self._insert(rows)
+            except Exception:
+                with self.lock:
+                    self.rows[:0] = rows
+                raise
+            finally:
+                if threading.current_thread() is self.thread:
+                    connection.close()
+            return len(rows)
 
     @staticmethod
     def _insert(rows: list[list]) -> None:

@@ -39,14 +39,8 @@ def visible_studies(user) -> QuerySet[Study]:
     return Study.objects.all() if condition is None else Study.objects.filter(condition)
 
 
-def can_see_study(user, study: Study) -> bool:
-    if user is None or not user.is_authenticated:
-        return False
-    return user.is_admin or visible_studies(user).filter(pk=study.pk).exists()
-
-
 def can_see_study_pk(user, study_pk: int) -> bool:
-    """Like can_see_study, by primary key (ingest has only the key)."""
+    """Whether ``user`` may see the study with this primary key."""
     if user is None or not user.is_authenticated:
         return False
     return user.is_admin or visible_studies(user).filter(pk=study_pk).exists()

@@ -8,7 +8,7 @@ from core.errors import OkapiError
 from imaging import storage
 from imaging.dicomweb.common import dicomweb_root, json_response
 from imaging.dicomweb.multipart import MultipartError, media_params, read_parts
-from imaging.services.ingest import IngestResult, ingest_files
+from imaging.services.ingest import STATUS_ELEMENTS_DISCARDED, IngestResult, ingest_files
 
 
 def _ref_item(result: IngestResult, base: str) -> dict:
@@ -20,7 +20,7 @@ def _ref_item(result: IngestResult, base: str) -> dict:
         item["00081190"] = {"vr": "UR", "Value": [
             f"{base}/studies/{result.study_uid}/series/{result.series_uid}/instances/{result.sop_instance_uid}"]}
         if result.repairs:
-            item["00081196"] = {"vr": "US", "Value": [0xB006]}  # elements coerced
+            item["00081196"] = {"vr": "US", "Value": [STATUS_ELEMENTS_DISCARDED]}  # coerced: UIDs repaired
     else:
         item["00081197"] = {"vr": "US", "Value": [result.failure_code]}
         item["00000902"] = {"vr": "LO", "Value": [result.reason[:64]]}

@@ -137,6 +137,6 @@ def test_a_user_with_audit_history_can_be_deleted_and_the_history_stays(make_use
     audit_record(user=stays, action="search", object_type="studies", defer=True)
     gone_pk = gone.pk
     gone.delete()
-    assert audit_flush() == 2
+    audit_flush()
     rows = {r.username: r.user_id for r in AuditEvent.objects.filter(action="search")}
     assert rows == {gone.username: gone_pk, stays.username: stays.pk}
