@@ -26,8 +26,25 @@ def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-_INSERT = ("INSERT INTO core_auditevent (at, user_id, username, action, object_type, object_id, study_uid, detail, "
-           "ip, user_agent) VALUES (%s, %s, %s, %s, %s, %s, %s, {json}, %s, %s)")
+_COLUMNS = ("at", "user_id", "username", "action", "object_type", "object_id", "study_uid", "detail", "ip",
+            "user_agent")
+
+
+def _insert_rows(rows: list[list]) -> None:
+    """Insert audit rows (values in _COLUMNS order, detail as JSON text) with one statement per hundred."""
+    if connection.vendor not in {"postgresql", "sqlite"}:
+        AuditEvent.objects.bulk_create(
+            AuditEvent(**dict(zip(_COLUMNS, row, strict=True)) | {"detail": json.loads(row[7])}) for row in rows)
+        return
+    placeholder = "(%s, %s, %s, %s, %s, %s, %s, {json}, %s, %s)".format(
+        json="%s::jsonb" if connection.vendor == "postgresql" else "%s")
+    if connection.vendor == "sqlite":
+        rows = [[row[0].isoformat(sep=" "), *row[1:]] for row in rows]
+    head = f"INSERT INTO core_auditevent ({', '.join(_COLUMNS)}) VALUES "
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 100):
+            chunk = rows[start:start + 100]
+            cursor.execute(head + ", ".join([placeholder] * len(chunk)), [v for row in chunk for v in row])
 
 
 def audit_record(*, user, action: str, object_type: str, object_id: str = "", study_uid: str = "",
@@ -54,19 +71,8 @@ def audit_record(*, user, action: str, object_type: str, object_id: str = "", st
     ]
     if defer:
         _buffer.add(values)
-        return
-    if connection.vendor not in {"postgresql", "sqlite"}:
-        AuditEvent.objects.create(**dict(zip(_FIELDS, values[:7], strict=True)), detail=detail or {},
-                                  ip=values[8], user_agent=values[9])
-        return
-    sql = _INSERT.format(json="%s::jsonb" if connection.vendor == "postgresql" else "%s")
-    if connection.vendor == "sqlite":
-        values[0] = values[0].isoformat(sep=" ")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-
-
-_FIELDS = ("at", "user_id", "username", "action", "object_type", "object_id", "study_uid")
+    else:
+        _insert_rows([values])
 
 
 class _AuditBuffer:
@@ -108,7 +114,7 @@ class _AuditBuffer:
             if not rows:
                 return 0
             try:
-                self._insert(rows)
+                _insert_rows(rows)
             except Exception:
                 with self.lock:
                     self.rows[:0] = rows
@@ -117,19 +123,6 @@ class _AuditBuffer:
                 if threading.current_thread() is self.thread:
                     connection.close()
             return len(rows)
-
-    @staticmethod
-    def _insert(rows: list[list]) -> None:
-        placeholder = "(%s, %s, %s, %s, %s, %s, %s, {json}, %s, %s)".format(
-            json="%s::jsonb" if connection.vendor == "postgresql" else "%s")
-        params = rows
-        if connection.vendor == "sqlite":
-            params = [[r[0].isoformat(sep=" "), *r[1:]] for r in rows]
-        head = _INSERT.split(" VALUES ")[0] + " VALUES "
-        with connection.cursor() as cursor:
-            for start in range(0, len(params), 100):  # one multi-row INSERT per hundred events
-                chunk = params[start:start + 100]
-                cursor.execute(head + ", ".join([placeholder] * len(chunk)), [v for row in chunk for v in row])
 
 
 _buffer = _AuditBuffer()

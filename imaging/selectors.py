@@ -1,7 +1,5 @@
 """Reads of the archive scoped to what the user may see: anything else is 404, never 403 (no existence leak)."""
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -80,32 +78,8 @@ class FrameSource:
     pixel_index: PixelIndex | None
 
 
-class _LRU:
-    """A small thread-safe LRU map. Instances never change once stored, so their frame sources can be kept."""
-
-    def __init__(self, size: int):
-        self.size, self.data, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            value = self.data.get(key)
-            if value is not None:
-                self.data.move_to_end(key)
-            return value
-
-    def clear(self) -> None:
-        with self.lock:
-            self.data.clear()
-
-    def put(self, key, value) -> None:
-        with self.lock:
-            self.data[key] = value
-            self.data.move_to_end(key)
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
-
-
-_frame_sources = _LRU(100_000)
+# Instances never change once stored: their frame sources never expire (only an LRU bound).
+_frame_sources = TTLCache(float("inf"), size=100_000)
 _FRAME_SOURCE_SQL = (
     "SELECT i.file, i.transfer_syntax_uid, i.pixel_index FROM imaging_instance i"
     " JOIN imaging_series se ON se.id = i.series_id JOIN imaging_study st ON st.id = se.study_id"

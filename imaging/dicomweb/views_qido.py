@@ -1,7 +1,5 @@
 """QIDO-RS views: search for studies, series and instances (answers from the index)."""
 
-from django.http import HttpResponse
-
 from imaging import selectors
 from imaging.dicomweb import qido
 from imaging.dicomweb.common import audit, dicomweb_root, dicomweb_view, json_response
@@ -61,7 +59,3 @@ def instances(request, study_uid: str | None = None, series_uid: str | None = No
     return _answer(request, qido.search_instances(qs, query), query,
                    lambda row, base: qido.instance_json(row, base, query), level="instances",
                    study_uid=study_uid or "")
-
-
-def not_found(request, *args, **kwargs):
-    return HttpResponse(status=404)

@@ -183,7 +183,7 @@ def bulk(request, study_uid, series_uid, sop_uid, tag_path):
                 for i, step in enumerate(steps):
                     element = element[int(step, 16)] if i % 2 == 0 else element.value[int(step)]
                 value = element.value
-            except (KeyError, IndexError, ValueError):
+            except (KeyError, IndexError, ValueError, TypeError, AttributeError):  # a path into a non-sequence too
                 raise NotFound(f"no bulk data at {tag_path}") from None
         if not isinstance(value, bytes | bytearray):
             raise NotFound(f"{tag_path} is not a binary attribute")

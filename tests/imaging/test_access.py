@@ -140,3 +140,11 @@ def test_cors_preflight_allows_authorization_only_for_configured_origins(okapi_s
     response = requests.options(f"{okapi_server}/dicomweb/studies", timeout=30,
                                 headers=preflight | {"Origin": "http://evil.example.com"})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_a_bulk_data_path_into_a_plain_value_is_404_not_500(stored, okapi_server, admin_user, token_for):
+    instance = (f"{okapi_server}/dicomweb/studies/{stored.StudyInstanceUID}/series/{stored.SeriesInstanceUID}"
+                f"/instances/{stored.SOPInstanceUID}")
+    headers = {"Authorization": f"Bearer {token_for(admin_user)}"}
+    for path in ("00100010/0/00100020", "zz", "00100010/x/1"):
+        assert requests.get(f"{instance}/bulk/{path}", headers=headers, timeout=30).status_code == 404, path
