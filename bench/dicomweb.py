@@ -124,6 +124,30 @@ def stow(target: Target, batches: list[dict]) -> dict:
     }
 
 
+def warm_up(target: Target, connections: int = 4) -> dict:
+    """Before anything is timed: store one throwaway instance per connection and ask one QIDO query.
+
+    Both servers get the same warm-up, so that first-request costs (a web worker's first database
+    connection, imports, codec loading) are not counted as throughput: the figures are steady state.
+    """
+    ds = pydicom.dcmread(SYNTH_TEMPLATE)
+    ds.PatientName, ds.PatientID = "WARMUP^BENCH", "WARMUP"
+    statuses = []
+    for i in range(connections):
+        sess = target.session()  # a new connection: with several web workers, each may get one
+        for key, kind in (("StudyInstanceUID", "study"), ("SeriesInstanceUID", "series"), ("SOPInstanceUID", "sop")):
+            setattr(ds, key, generate_uid(entropy_srcs=["okapi-bench-warm-up", kind, str(i)]))  # same on each server
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        body, ctype = multipart_related([buf.getvalue()])
+        resp = sess.post(f"{target.root}/studies", data=body, headers={"Content-Type": ctype, **DICOM_JSON})
+        statuses.append(resp.status_code)
+        sess.get(f"{target.root}/studies?PatientID=WARMUP", headers=DICOM_JSON)
+        sess.close()
+    return {"stow_statuses": statuses}
+
+
 def _parse_stow_answer(resp: requests.Response) -> tuple[int, int, list[str], set[str]]:
     """Referenced and failed SOP counts of a STOW-RS answer, failure reasons, study UIDs stored."""
     body = json_or(resp, {})
@@ -545,6 +569,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             targets.append(t)
             res["servers"][name] = {"version": t.version, "root": t.root, **t.info}
             print(f"{name}: {t.version} at {t.root}", flush=True)
+            res["servers"][name]["warm_up"] = warm_up(t)
         real = load_real_batches()
         synth, studies = make_synthetic_studies(args.studies)
         # Metric by metric, each server in turn: a slow spell of the machine hits both sides.

@@ -20,11 +20,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
 from config.limits import BodySizeLimitMiddleware  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from core.consumers import TokenAuthMiddleware  # noqa: E402
+from imaging.services.pool import warm_up  # noqa: E402
 
+get_resolver().check()  # imports every view module now, not on the first request (and checks the URLconf)
+warm_up()  # ingest worker processes start with the server, not on the first STOW-RS request
 http_app = WSGIMiddleware(get_wsgi_application(), workers=settings.OKAPI_WEB_THREADS)
 
 application = ProtocolTypeRouter(

@@ -18,7 +18,7 @@ from core.models import Role
 from imaging import storage
 from imaging.access import can_see_study_pk
 from imaging.dicom.instance import SERIES_TAGS, STUDY_TAGS, InvalidInstance, first_value, pick
-from imaging.models import Instance, Patient, Series, Study
+from imaging.models import Instance, Series, Study
 from imaging.services.pool import prepare_many
 from imaging.services.prepare import PrepareConfig, Prepared, prepare_file
 
@@ -157,7 +157,7 @@ def _index_and_store(prepared: Prepared, *, user, source, move, expected_study_u
     for attempt in range(3):
         try:
             return _store_once(prepared, base, user=user, source=source, move=move, request=request, ip=ip,
-                               detail=detail)
+                               detail=detail, first_try=attempt == 0)
         except IntegrityError:
             # A concurrent ingest created the same patient/study/series/instance first: look again.
             if attempt == 2:
@@ -190,7 +190,8 @@ def _execute(sql: str, params: list) -> None:
         cursor.execute(sql, params)
 
 
-def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, request, ip, detail) -> IngestResult:
+def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, request, ip, detail,
+                first_try: bool = True) -> IngestResult:
     parsed, meta, sha, path = prepared, prepared.meta, prepared.sha256, prepared.path
     key = storage.instance_key(parsed.study_uid, parsed.series_uid, parsed.sop_instance_uid)
     stored_file = False
@@ -216,18 +217,34 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
                                  "the stored instance is kept")
             lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
             study_row = _fetch(_STUDY_SQL + lock, [parsed.study_uid])  # serialises counters of one study
+            modality = str(first_value(meta, "00080060", ""))[:16]
             if study_row is None:
                 if user is not None and not _may_create_study(user):
                     return _rejected(base, "permission_denied", "only project leads and administrators may add "
                                      "new studies")
-                study = _create_study(parsed, meta, user=user,
-                                      uid_generated=any(r["keyword"] == "StudyInstanceUID" for r in base.repairs))
-                study_pk, study_modalities = study.pk, ""
+                # A new study holds this one series and instance: counters are set as the rows are made.
+                study_pk = _create_study(parsed, meta, user=user, modality=modality,
+                                         uid_generated=any(r["keyword"] == "StudyInstanceUID" for r in base.repairs))
+                if first_try:
+                    series_pk = _create_series(parsed, meta, study_pk, modality)
+                else:  # the series may exist in another study (the first try's IntegrityError): say so
+                    series_pk = _series_for(parsed, meta, study_pk, modality)[0]
             else:
                 study_pk, study_modalities = study_row
                 if user is not None and not can_see_study_pk(user, study_pk):
                     return _rejected(base, "permission_denied", "not permitted to store into this study")
-            series_pk, modality, new_series = _series_for(parsed, meta, study_pk)
+                series_pk, modality, new_series = _series_for(parsed, meta, study_pk, modality)
+                now = timezone.now()
+                if new_series:
+                    modalities = set(filter(None, study_modalities.split("\\"))) | {modality}
+                    _execute("UPDATE imaging_study SET num_instances = num_instances + 1, num_series = num_series + 1, "
+                             "modalities = %s, updated_at = %s WHERE id = %s",
+                             ["\\".join(sorted(filter(None, modalities))), now, study_pk])
+                else:
+                    _execute("UPDATE imaging_series SET num_instances = num_instances + 1, updated_at = %s "
+                             "WHERE id = %s", [now, series_pk])
+                    _execute("UPDATE imaging_study SET num_instances = num_instances + 1, updated_at = %s "
+                             "WHERE id = %s", [now, study_pk])
             Instance.objects.create(
                 sop_uid=parsed.sop_instance_uid, series_id=series_pk, sop_class_uid=parsed.sop_class_uid,
                 instance_number=_int(first_value(meta, "00200013", None)),
@@ -238,17 +255,6 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
                 metadata=prepared.meta_text, pixel_index=prepared.pixel_index, repairs=base.repairs,
                 deidentified=bool(prepared.deid_report),
             )
-            now = timezone.now()
-            _execute("UPDATE imaging_series SET num_instances = num_instances + 1, updated_at = %s WHERE id = %s",
-                     [now, series_pk])
-            if new_series:
-                modalities = set(filter(None, study_modalities.split("\\"))) | {modality}
-                _execute("UPDATE imaging_study SET num_instances = num_instances + 1, num_series = num_series + 1, "
-                         "modalities = %s, updated_at = %s WHERE id = %s",
-                         ["\\".join(sorted(filter(None, modalities))), now, study_pk])
-            else:
-                _execute("UPDATE imaging_study SET num_instances = num_instances + 1, updated_at = %s WHERE id = %s",
-                         [now, study_pk])
             storage.put_file(path, key, move=move)
             stored_file = True
             audit_record(user=user, action="store", object_type="instance", object_id=parsed.sop_instance_uid,
@@ -269,18 +275,25 @@ def _int(value):
         return None
 
 
-def _create_study(parsed: Prepared, meta: dict, *, user, uid_generated: bool) -> Study:
+_PATIENT_INSERT_SQL = ("INSERT INTO imaging_patient (patient_id, issuer, name, birth_date, sex) VALUES (%s, %s, %s, %s, %s)"
+                       " ON CONFLICT (patient_id, issuer) DO NOTHING RETURNING id")
+_PATIENT_SQL = "SELECT id FROM imaging_patient WHERE patient_id = %s AND issuer = %s"
+
+
+def _patient_pk(meta: dict, patient_id: str, issuer: str, name: str) -> int:
+    """The patient's row, made if new: one statement for a new patient, two for a known one."""
+    row = _fetch(_PATIENT_INSERT_SQL, [patient_id, issuer, name, str(first_value(meta, "00100030", ""))[:8],
+                                       str(first_value(meta, "00100040", ""))[:16]])
+    return row[0] if row is not None else _fetch(_PATIENT_SQL, [patient_id, issuer])[0]
+
+
+def _create_study(parsed: Prepared, meta: dict, *, user, modality: str, uid_generated: bool) -> int:
     patient_id = str(first_value(meta, "00100020", ""))[:64]
     issuer = str(first_value(meta, "00100021", ""))[:64]
     name = str(first_value(meta, "00100010", ""))[:324]
-    patient, _ = Patient.objects.get_or_create(
-        patient_id=patient_id, issuer=issuer,
-        defaults={"name": name, "birth_date": str(first_value(meta, "00100030", ""))[:8],
-                  "sex": str(first_value(meta, "00100040", ""))[:16]},
-    )
     attributes = pick(meta, STUDY_TAGS)
     return Study.objects.create(
-        study_uid=parsed.study_uid, patient=patient, patient_name=name,
+        study_uid=parsed.study_uid, patient_id=_patient_pk(meta, patient_id, issuer, name), patient_name=name,
         patient_name_search=name.replace("^", " ").upper().strip(), patient_identifier=patient_id,
         study_date=str(first_value(meta, "00080020", ""))[:8], study_time=str(first_value(meta, "00080030", ""))[:16],
         accession_number=str(first_value(meta, "00080050", ""))[:16],
@@ -288,23 +301,28 @@ def _create_study(parsed: Prepared, meta: dict, *, user, uid_generated: bool) ->
         description=str(first_value(meta, "00081030", ""))[:64],
         referring_physician=str(first_value(meta, "00080090", ""))[:324],
         attributes=attributes, uid_generated=uid_generated, owner=user if user is not None else None,
-    )
+        modalities=modality, num_series=1, num_instances=1,
+    ).pk
 
 
-def _series_for(parsed: Prepared, meta: dict, study_pk: int) -> tuple[int, str, bool]:
-    """(series pk, modality, created now) for the instance's series, created in the study if new."""
-    row = _fetch(_SERIES_SQL, [parsed.series_uid])
-    if row is not None:
-        series_pk, series_study_pk, modality = row
-        if series_study_pk != study_pk:
-            raise InvalidInstance(f"series {parsed.series_uid} is already stored in another study",
-                                  code="conflict", sop_instance_uid=parsed.sop_instance_uid)
-        return series_pk, modality, False
-    series = Series.objects.create(
-        series_uid=parsed.series_uid, study_id=study_pk, modality=str(first_value(meta, "00080060", ""))[:16],
+def _create_series(parsed: Prepared, meta: dict, study_pk: int, modality: str) -> int:
+    """A new series holding the instance being stored (its counter set at once)."""
+    return Series.objects.create(
+        series_uid=parsed.series_uid, study_id=study_pk, modality=modality,
         series_number=_int(first_value(meta, "00200011", None)),
         description=str(first_value(meta, "0008103E", ""))[:64],
         series_date=str(first_value(meta, "00080021", ""))[:8], series_time=str(first_value(meta, "00080031", ""))[:16],
-        body_part=str(first_value(meta, "00180015", ""))[:16], attributes=pick(meta, SERIES_TAGS),
-    )
-    return series.pk, series.modality, True
+        body_part=str(first_value(meta, "00180015", ""))[:16], attributes=pick(meta, SERIES_TAGS), num_instances=1,
+    ).pk
+
+
+def _series_for(parsed: Prepared, meta: dict, study_pk: int, modality: str) -> tuple[int, str, bool]:
+    """(series pk, modality, created now) for the instance's series, created in the study if new."""
+    row = _fetch(_SERIES_SQL, [parsed.series_uid])
+    if row is not None:
+        series_pk, series_study_pk, series_modality = row
+        if series_study_pk != study_pk:
+            raise InvalidInstance(f"series {parsed.series_uid} is already stored in another study",
+                                  code="conflict", sop_instance_uid=parsed.sop_instance_uid)
+        return series_pk, series_modality, False
+    return _create_series(parsed, meta, study_pk, modality), modality, True

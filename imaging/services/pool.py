@@ -7,6 +7,7 @@ in order. With OKAPI_INGEST_PROCESSES=1 (or if the pool breaks) everything runs 
 import atexit
 import logging
 import multiprocessing
+import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -33,6 +34,33 @@ def _get_pool() -> ProcessPoolExecutor | None:
                                         mp_context=multiprocessing.get_context("spawn"))
             atexit.register(_reset_pool)
         return _pool
+
+
+def _warm() -> int:
+    """Runs in a worker: importing the DICOM stack (pydicom, its codecs) is most of a cold worker's first file."""
+    import imaging.dicom.deid  # noqa: F401
+    import imaging.dicom.pixels  # noqa: F401
+
+    return os.getpid()
+
+
+def warm_up() -> None:
+    """Start every worker process now, in the background, so that the first STOW-RS request does not wait
+    a second or more for processes to spawn and import the DICOM stack. Called once by the web server."""
+    pool = _get_pool()
+    if pool is None:
+        return
+    workers = settings.OKAPI_INGEST_PROCESSES
+
+    def run():
+        try:
+            # spawn starts workers on demand, one per task waiting: submit as many tasks as workers
+            for future in [pool.submit(_warm) for _ in range(workers)]:
+                future.result()
+        except Exception:  # noqa: BLE001 - a broken pool is rebuilt by the first real file
+            log.warning("warming the ingest process pool failed", exc_info=True)
+
+    threading.Thread(target=run, name="okapi-ingest-warm-up", daemon=True).start()
 
 
 def _reset_pool() -> None:
