@@ -9,10 +9,12 @@ from collections.abc import Callable
 
 from django.db.models import Q, QuerySet
 
-from imaging.models import Study
+from imaging.models import Series, Study
 
 StudyAccessProvider = Callable[[object], Q]
 _providers: list[StudyAccessProvider] = []
+SeriesHider = Callable[[object], Q | None]
+_hiders: list[SeriesHider] = []
 
 
 def register_study_access(provider: StudyAccessProvider) -> None:
@@ -44,3 +46,29 @@ def can_see_study_pk(user, study_pk: int) -> bool:
     if user is None or not user.is_authenticated:
         return False
     return user.is_admin or visible_studies(user).filter(pk=study_pk).exists()
+
+
+def register_series_hider(hider: SeriesHider) -> None:
+    """Add a hider: a function user -> Q over Series naming series of visible studies that ``user`` may not
+    see (annotation hides other readers' segmentations while a case is open), or None to hide nothing."""
+    if hider not in _hiders:
+        _hiders.append(hider)
+
+
+def hidden_series_filter(user) -> Q | None:
+    """A Q over Series for what ``user`` may not see although its study is visible; None: nothing hidden."""
+    if user is None or user.is_admin:
+        return None
+    condition = None
+    for hider in _hiders:
+        q = hider(user)
+        if q is not None:
+            condition = q if condition is None else condition | q
+    return condition
+
+
+def can_see_series(user, study_uid: str, series_uid: str) -> bool:
+    """Whether a series of a study ``user`` may see is hidden from them."""
+    hidden = hidden_series_filter(user)
+    return hidden is None or not Series.objects.filter(
+        hidden, series_uid=series_uid, study__study_uid=study_uid).exists()

@@ -10,7 +10,7 @@ from django.dispatch import receiver
 from core.cache import TTLCache
 from core.errors import NotFound
 from core.signals import auth_changed
-from imaging.access import study_access_filter, visible_studies
+from imaging.access import can_see_series, hidden_series_filter, study_access_filter, visible_studies
 from imaging.dicom.pixels import PixelIndex
 from imaging.models import Instance, Series, Study
 
@@ -20,15 +20,19 @@ def studies_for(user) -> QuerySet[Study]:
 
 
 def series_for(user) -> QuerySet[Series]:
-    condition = study_access_filter(user)
+    condition, hidden = study_access_filter(user), hidden_series_filter(user)
     qs = Series.objects.all()
-    return qs if condition is None else qs.filter(study__in=Study.objects.filter(condition).values("pk"))
+    if condition is not None:
+        qs = qs.filter(study__in=Study.objects.filter(condition).values("pk"))
+    return qs if hidden is None else qs.exclude(pk__in=Series.objects.filter(hidden).values("pk"))
 
 
 def instances_for(user) -> QuerySet[Instance]:
-    condition = study_access_filter(user)
+    condition, hidden = study_access_filter(user), hidden_series_filter(user)
     qs = Instance.objects.all()
-    return qs if condition is None else qs.filter(series__study__in=Study.objects.filter(condition).values("pk"))
+    if condition is not None:
+        qs = qs.filter(series__study__in=Study.objects.filter(condition).values("pk"))
+    return qs if hidden is None else qs.exclude(series__in=Series.objects.filter(hidden).values("pk"))
 
 
 def get_study_for(user, study_uid: str) -> Study:
@@ -104,7 +108,7 @@ def get_frame_source_for(user, study_uid: str, series_uid: str, sop_uid: str) ->
             file, syntax, index = row
             source = FrameSource(file, syntax, PixelIndex.from_json(index) if index else None)
             _frame_sources.put(key, source)
-    if source is None or not _may_see(user, study_uid):
+    if source is None or not _may_see(user, study_uid, series_uid):
         raise NotFound(f"no instance {sop_uid} in series {series_uid} of study {study_uid} that you may see")
     return source
 
@@ -117,14 +121,16 @@ def forget_frame_sources() -> None:
 _access = TTLCache(settings.OKAPI_AUTH_CACHE_SECONDS, size=50_000)
 
 
-def _may_see(user, study_uid: str) -> bool:
-    """Access to one study, remembered (if granted) for OKAPI_AUTH_CACHE_SECONDS: the frame hot path."""
+def _may_see(user, study_uid: str, series_uid: str) -> bool:
+    """Access to one series, remembered (if granted) for OKAPI_AUTH_CACHE_SECONDS: the frame hot path.
+    Only grants are remembered: a series hidden now may become visible, never the reverse."""
     if user.is_admin:
         return True
-    key = (user.pk, study_uid)
+    key = (user.pk, study_uid, series_uid)
     if _access.get(key):
         return True
-    allowed = visible_studies(user).filter(study_uid=study_uid).exists()
+    allowed = (visible_studies(user).filter(study_uid=study_uid).exists()
+               and can_see_series(user, study_uid, series_uid))
     if allowed:
         _access.put(key, True)
     return allowed

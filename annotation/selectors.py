@@ -1,0 +1,81 @@
+"""Reads of campaigns scoped to what the user may see: anything else is 404 (no existence leak)."""
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from annotation.models import Case, CaseState, Membership, Project, ProjectRole, Read
+from core.errors import NotFound, PermissionDenied
+
+SEE_ALL_READS = (ProjectRole.LEAD, ProjectRole.ADJUDICATOR)
+
+
+def projects_for(user) -> QuerySet[Project]:
+    """Projects the user is a member of (all, for admins)."""
+    if user.is_admin:
+        return Project.objects.all()
+    return Project.objects.filter(Exists(Membership.objects.filter(project=OuterRef("pk"), user=user)))
+
+
+def project_roles(user, project: Project | int) -> set[str]:
+    """The user's roles in a project; an admin acts as lead everywhere."""
+    project_id = project if isinstance(project, int) else project.pk
+    roles = set(Membership.objects.filter(project_id=project_id, user=user).values_list("role", flat=True))
+    if user.is_admin:
+        roles.add(ProjectRole.LEAD)
+    return roles
+
+
+def get_project_for(user, project_id: int) -> tuple[Project, set[str]]:
+    """A project the user may see, with their roles in it; 404 otherwise."""
+    project = Project.objects.filter(pk=project_id).first()
+    roles = project_roles(user, project_id) if project is not None else set()
+    if not roles:
+        raise NotFound(f"no project {project_id} that you are a member of")
+    return project, roles
+
+
+def require_role(roles: set[str], *allowed: str, action: str) -> None:
+    """403 naming what is needed, for a project the user may see but not act on this way."""
+    if not roles & set(allowed):
+        names = " or ".join(ProjectRole(r).label.lower() for r in allowed)
+        raise PermissionDenied(f"only a {names} of this project may {action}")
+
+
+def cases_for(user, project: Project, roles: set[str]) -> QuerySet[Case]:
+    """A project's cases: all for leads, adjudicators and data scientists; a reader's own assigned cases."""
+    qs = Case.objects.filter(project=project)
+    if roles & {ProjectRole.LEAD, ProjectRole.ADJUDICATOR, ProjectRole.DATA_SCIENTIST}:
+        return qs
+    return qs.filter(Q(assignments__reader=user) | Q(reads__reader=user)).distinct()
+
+
+def get_case_for(user, case_id: int) -> tuple[Case, set[str]]:
+    """A case the user may see, with their roles in its project; 404 otherwise."""
+    case = Case.objects.select_related("project", "study", "series").filter(pk=case_id).first()
+    if case is None:
+        raise NotFound(f"no case {case_id} that you may see")
+    roles = project_roles(user, case.project_id)
+    if not roles or not cases_for(user, case.project, roles).filter(pk=case_id).exists():
+        raise NotFound(f"no case {case_id} that you may see")
+    return case, roles
+
+
+def reads_visible(user, case: Case, roles: set[str]) -> QuerySet[Read]:
+    """Reads of a case the user may see. Blinding: a reader sees only their own read; leads and adjudicators
+    see all; data scientists see all reads only once the case has its consensus."""
+    qs = Read.objects.filter(case=case).select_related("reader")
+    if roles & set(SEE_ALL_READS):
+        return qs
+    if ProjectRole.DATA_SCIENTIST in roles and case.state == CaseState.CONSENSUS:
+        return qs
+    return qs.filter(reader=user)
+
+
+def get_read_for(user, read_id: int) -> tuple[Read, set[str]]:
+    """A read the user may see (their own, or any for a lead or adjudicator of its project); 404 otherwise."""
+    read = Read.objects.select_related("case__project", "reader", "schema").filter(pk=read_id).first()
+    if read is None:
+        raise NotFound(f"no read {read_id} that you may see")
+    roles = project_roles(user, read.case.project_id)
+    if not roles or not reads_visible(user, read.case, roles).filter(pk=read_id).exists():
+        raise NotFound(f"no read {read_id} that you may see")
+    return read, roles
