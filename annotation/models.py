@@ -13,7 +13,7 @@ from imaging.models import Instance, Series, Study
 
 class ProjectRole(models.TextChoices):
     LEAD = "lead", "Project lead"
-    RADIOLOGIST = "radiologist", "Radiologist (reader)"
+    RADIOLOGIST = "radiologist", "Radiologist"
     ADJUDICATOR = "adjudicator", "Adjudicator"
     DATA_SCIENTIST = "data_scientist", "Data scientist"
 

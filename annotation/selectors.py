@@ -36,8 +36,8 @@ def get_project_for(user, project_id: int) -> tuple[Project, set[str]]:
 def require_role(roles: set[str], *allowed: str, action: str) -> None:
     """403 naming what is needed, for a project the user may see but not act on this way."""
     if not roles & set(allowed):
-        names = " or ".join(ProjectRole(r).label.lower() for r in allowed)
-        raise PermissionDenied(f"only a {names} of this project may {action}")
+        names = " or ".join(ProjectRole(r).label.lower() + "s" for r in allowed)
+        raise PermissionDenied(f"only {names} of this project may {action}")
 
 
 def cases_for(user, project: Project, roles: set[str]) -> QuerySet[Case]:

@@ -62,9 +62,9 @@ def case_evaluate(case: Case) -> Case:
             ties.append(q.key)
         else:
             consensus[q.key] = value
-    from annotation.services.masks import case_mask_consensus  # heavy imaging imports only when needed
+    from annotation.services import masks as mask_service  # SEG/SimpleITK imports only when needed
 
-    masks = case_mask_consensus(case, reads)
+    masks = mask_service.case_mask_consensus(case, reads)
     if masks:
         detail["masks"] = masks["detail"]
         if not agreements:
@@ -80,7 +80,9 @@ def case_evaluate(case: Case) -> Case:
         case.state, case.consensus, case.consensus_source, case.consensus_at = CaseState.ADJUDICATION, None, "", None
     else:
         case.state, case.consensus_source, case.consensus_at = CaseState.CONSENSUS, "majority", timezone.now()
-        case.consensus = {"answers": consensus, "segmentation": masks.get("sop_uid") if masks else None}
+        # The merged mask is stored only now: while the case waits for adjudication it would reveal the reads.
+        seg_uid = mask_service.store_consensus_seg(case, reads, masks["consensus"]) if masks else None
+        case.consensus = {"answers": consensus, "segmentation": seg_uid}
     case.save()
     send_event_on_commit(group_for("project", case.project_id), {
         "type": "consensus" if case.state == CaseState.CONSENSUS else "adjudication_needed",
@@ -112,9 +114,15 @@ def case_adjudicate(*, case: Case, adjudicator: User, answers: dict | None = Non
     except SchemaError as exc:
         raise OkapiError("invalid_read", "the decision does not match the project's label schema",
                          detail=exc.errors) from None
-    decision = {"answers": clean, "segmentation": (
-        chosen_read.segmentation.sop_uid if chosen_read is not None and chosen_read.segmentation_id else
-        (case.consensus or {}).get("segmentation"))}
+    if chosen_read is not None:
+        seg_uid = chosen_read.segmentation.sop_uid if chosen_read.segmentation_id else None
+    else:  # the decision is on the findings; the readers' masks are merged as for a majority consensus
+        from annotation.services import masks as mask_service
+
+        reads = list(Read.objects.filter(case=case, state=ReadState.SUBMITTED).select_related("reader"))
+        merged = mask_service.case_mask_consensus(case, reads)
+        seg_uid = mask_service.store_consensus_seg(case, reads, merged["consensus"]) if merged else None
+    decision = {"answers": clean, "segmentation": seg_uid}
     adjudication = Adjudication.objects.create(case=case, adjudicator=adjudicator, decision=decision,
                                                chosen_read=chosen_read, note=note or "")
     case.state, case.consensus, case.consensus_source = CaseState.CONSENSUS, decision, "adjudication"

@@ -101,18 +101,19 @@ def seg_store_masks(*, case: Case, reader: User, masks: dict[str, np.ndarray], s
                     series_uid: str | None = None) -> Instance:
     """Turn mask arrays (segment name -> (slices, rows, cols) binary array in the series' slice order) into a
     DICOM SEG with highdicom, store it in the archive and return it."""
-    specs = SegmentSpec.from_schema(schema_segments)
-    by_label = {s.label: s for s in specs}
-    unknown = set(masks) - set(by_label)
+    allowed = {item["name"] for item in schema_segments}
+    unknown = set(masks) - allowed
     if unknown or not masks:
         raise OkapiError("invalid_segmentation", "masks are named by the project's segmentation labels: "
                          + (f"unknown {', '.join(sorted(unknown))}" if unknown else "none given"),
-                         detail={"allowed": sorted(by_label)})
+                         detail={"allowed": sorted(allowed)})
+    specs = _specs_for(schema_segments, masks)
+    by_label = {spec.label: spec for spec in specs}
     series = _target_series(case, series_uid)
     sources = _source_datasets(series)
     try:
         seg = masks_to_seg(sources, {by_label[k].number: np.asarray(v) for k, v in masks.items()}, specs,
-                           content_creator=reader.username[:64], series_description="Okapi read segmentation",
+                           content_creator=f"{reader.username[:60]}^", series_description="Okapi read segmentation",
                            uid_root=settings.OKAPI_UID_ROOT)
     except InvalidSegmentation as exc:
         raise OkapiError("invalid_segmentation", exc.reason) from None
@@ -124,6 +125,11 @@ def seg_store_masks(*, case: Case, reader: User, masks: dict[str, np.ndarray], s
     finally:
         if os.path.exists(path):
             os.unlink(path)
+
+
+def _specs_for(schema_segments: list[dict], labels) -> list[SegmentSpec]:
+    """Segment descriptions for the labels present, numbered 1..n in schema order (as SEG requires)."""
+    return SegmentSpec.from_schema([item for item in schema_segments if item["name"] in labels])
 
 
 def read_masks(read: Read) -> tuple[dict[str, np.ndarray], tuple[float, float, float]] | None:
@@ -147,9 +153,10 @@ def _spacing(sources: list[pydicom.Dataset]) -> tuple[float, float, float]:
     return (step or 1.0, rows, cols)
 
 
-def case_mask_consensus(case: Case, reads: list[Read], *, store: bool = False) -> dict | None:
-    """Agreement between the readers' masks (Dice, HD95 per segment and pair) and, with ``store``, the
-    consensus mask stored as a DICOM SEG. None when fewer than two reads have a segmentation."""
+def case_mask_consensus(case: Case, reads: list[Read]) -> dict | None:
+    """Agreement between the readers' masks (Dice, HD95 per segment and pair) and their merged masks
+    (STAPLE or majority, as the project says): {"detail", "consensus"}. None when fewer than two reads have a
+    segmentation."""
     loaded = {r.reader.username: read_masks(r) for r in reads if r.segmentation_id}
     loaded = {k: v for k, v in loaded.items() if v is not None}
     if len(loaded) < 2:
@@ -170,27 +177,24 @@ def case_mask_consensus(case: Case, reads: list[Read], *, store: bool = False) -
         consensus[label] = (mask_staple(stack).mask if case.project.mask_consensus == MaskConsensus.STAPLE
                             else mask_majority(stack))
     detail["mean_dice"] = round(float(np.mean([s["mean_dice"] for s in detail["segments"].values()])), 6)
-    result = {"detail": detail}
-    if store:
-        result["sop_uid"] = _store_consensus(case, reads, consensus)
-    return result
+    return {"detail": detail, "consensus": consensus}
 
 
 def _finite(value: float) -> float | None:
     return round(float(value), 4) if np.isfinite(value) else None
 
 
-def _store_consensus(case: Case, reads: list[Read], consensus: dict[str, np.ndarray]) -> str:
+def store_consensus_seg(case: Case, reads: list[Read], consensus: dict[str, np.ndarray]) -> str:
+    """Store merged masks as a DICOM SEG of the case's series; its SOP Instance UID."""
     from annotation.services.projects import current_schema
 
-    schema_segments = current_schema(case.project).definition.get("segments", [])
-    specs = [s for s in SegmentSpec.from_schema(schema_segments)]
+    specs = _specs_for(current_schema(case.project).definition.get("segments", []), consensus)
     number = {s.label: s.number for s in specs}
     first = next(r for r in reads if r.segmentation_id)
     series = Series.objects.get(series_uid=referenced_series_uid(_read_dataset(first.segmentation, pixels=False)))
     seg = masks_to_seg(_source_datasets(series), {number[k]: v.astype(np.uint8) for k, v in consensus.items()
                                                   if k in number}, specs,
-                       content_creator="Okapi consensus", series_description="Okapi consensus segmentation",
+                       content_creator="Okapi^Consensus", series_description="Okapi consensus segmentation",
                        content_label="CONSENSUS", uid_root=settings.OKAPI_UID_ROOT)
     with tempfile.NamedTemporaryFile(suffix=".dcm", dir=settings.FILE_UPLOAD_TEMP_DIR, delete=False) as fh:
         path = fh.name

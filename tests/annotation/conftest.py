@@ -71,9 +71,9 @@ def ingest_studies(db, study_paths):
     """Store the real studies as ``owner`` (a lead's upload); return their StudyInstanceUIDs in order."""
     from imaging.services.ingest import ingest_file
 
-    def run(owner, count: int = len(STUDY_SOURCES)) -> list[str]:
+    def run(owner, count: int = len(STUDY_SOURCES), first: int = 0) -> list[str]:
         uids = []
-        for paths in study_paths[:count]:
+        for paths in study_paths[first:first + count]:
             results = [ingest_file(str(p), user=owner, source="test") for p in paths]
             assert all(r.ok for r in results), [r.reason for r in results if not r.ok]
             uids.append(results[0].study_uid)
@@ -88,7 +88,7 @@ def make_campaign(make_user, token_for, ingest_studies):
     and the studies as cases in order."""
 
     def make(*, k: int = 3, threshold: float = 0.6, studies: int = len(STUDY_SOURCES), schema=None,
-             prefix: str = "") -> Campaign:
+             prefix: str = "", first_study: int = 0) -> Campaign:
         lead = make_user("lead", f"{prefix}lead")
         readers = [make_user("radiologist", f"{prefix}reader_{c}") for c in "abc"]
         adjudicator = make_user("radiologist", f"{prefix}adjudicator")
@@ -96,7 +96,7 @@ def make_campaign(make_user, token_for, ingest_studies):
         outsider = make_user("radiologist", f"{prefix}outsider")
         people = [lead, *readers, adjudicator, scientist, outsider]
         clients = {u.username: api_client(token_for(u)) for u in people}
-        uids = ingest_studies(lead, studies)
+        uids = ingest_studies(lead, studies, first_study)
         lc = clients[lead.username]
         resp = lc.post("/api/v1/projects", {"name": f"{prefix}Rare lung campaign", "reads_per_case": k,
                                             "agreement_threshold": threshold, "schema": schema or SCHEMA},
