@@ -148,6 +148,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
+# `make run` and the image collect static files into STATIC_ROOT (compressed, served by WhiteNoise). Where that
+# step has not run (the test suite, a bare checkout) WhiteNoise serves them from the apps' folders instead, so the
+# pages' scripts and styles are there either way.
+WHITENOISE_USE_FINDERS = not any(STATIC_ROOT.iterdir())
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
@@ -240,7 +244,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("OKAPI_CELERY_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "recover-stale-jobs": {"task": "core.recover_stale_jobs", "schedule": 300.0},
     "sweep-temp-files": {"task": "imaging.sweep_temp_files", "schedule": 3600.0},
+    "learning-auto-rounds": {"task": "learning.auto_rounds", "schedule": 120.0},
 }
+# A running job without a heartbeat for this long has lost its worker: retried (if its kind allows) or failed
+OKAPI_JOB_STALE_MINUTES = env_int("OKAPI_JOB_STALE_MINUTES", 30)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- REST, OpenAPI, CORS -----------------------------------------------------------------------------------------

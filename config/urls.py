@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/v1/", include("core.urls")),
     path("api/v1/imaging/", include("imaging.urls")),
     path("api/v1/", include("annotation.urls")),
+    path("api/v1/", include("learning.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

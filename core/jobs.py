@@ -1,5 +1,6 @@
 """Background-job records: the database row is the truth about a job, workers report into it."""
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import transaction
@@ -78,10 +79,32 @@ def job_fail(*, job_id, error: str) -> Job:
     return job
 
 
+# kind -> (function that queues the job's task again, attempts allowed in all)
+_retries: dict[str, tuple[Callable[[Job], None], int]] = {}
+
+
+def register_job_retry(kind: str, requeue: Callable[[Job], None], *, max_attempts: int = 3) -> None:
+    """Let jobs of ``kind`` whose worker died be queued again (up to ``max_attempts`` runs) instead of failed.
+    The job's task must be idempotent: a retried job may find part of its work done."""
+    _retries[kind] = (requeue, max_attempts)
+
+
 def jobs_fail_stale(*, older_than: timedelta = timedelta(minutes=30)) -> int:
-    """Fail running jobs whose worker stopped sending heartbeats (it died): never left 'running' forever."""
+    """Recover running jobs whose worker stopped sending heartbeats (it died): queued again if their kind is
+    retryable and attempts remain, otherwise failed; never left 'running' forever. Returns how many."""
     cutoff = timezone.now() - older_than
     stale = list(Job.objects.filter(state=JobState.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True))
     for pk in stale:
+        with transaction.atomic():
+            job = Job.objects.select_for_update().get(pk=pk)
+            if job.state != JobState.RUNNING:
+                continue
+            retry = _retries.get(job.kind)
+            if retry is not None and job.attempts < retry[1]:
+                job.state, job.message = JobState.QUEUED, f"retrying: the worker of attempt {job.attempts} died"
+                job.save(update_fields=["state", "message"])
+                send_event_on_commit(group_for("job", job.id), job_event(job))
+                transaction.on_commit(lambda job=job, requeue=retry[0]: requeue(job))
+                continue
         job_fail(job_id=pk, error="the worker running this job stopped responding")
     return len(stale)

@@ -53,7 +53,11 @@ def case_evaluate(case: Case) -> Case:
     consensus, detail, agreements, ties = {}, {"questions": {}}, [], []
     for q in questions:
         values = [r.answers[q.key] for r in reads if q.key in r.answers]
-        if len(values) < 2:
+        if not values:
+            continue
+        if len(values) == 1:  # k = 1 (or one reader answered an optional question): nothing to agree on
+            consensus[q.key] = values[0]
+            detail["questions"][q.key] = {"votes": _votes(values), "tie": False, "agreement": None}
             continue
         value, info = _question_consensus(q, values, case.project.ordinal_consensus)
         detail["questions"][q.key] = info
