@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from core.events import group_for, send_event, send_event_on_commit
+from core.events import flush_events, group_for, send_event, send_event_on_commit
 from core.models import Job, JobState
 
 
@@ -64,6 +64,7 @@ def job_finish(*, job_id, result: dict | None = None, message: str = "done") -> 
         job.finished_at = timezone.now()
         job.save()
         send_event_on_commit(group_for("job", job.id), job_event(job))
+    flush_events()  # a worker may exit right after: its last event must have left
     return job
 
 
@@ -76,6 +77,7 @@ def job_fail(*, job_id, error: str) -> Job:
         job.finished_at = timezone.now()
         job.save()
         send_event_on_commit(group_for("job", job.id), job_event(job))
+    flush_events()  # a worker may exit right after: its last event must have left
     return job
 
 

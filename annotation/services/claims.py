@@ -70,48 +70,75 @@ def case_claim_next(*, project: Project, reader: User) -> Assignment | None:
         raise OkapiError("not_a_reader", "you are not a reader (radiologist) of this project", status=403)
     now = timezone.now()
     with transaction.atomic():
+        # One claim at a time per reader: two tabs pulling at once get the same case, not two.
+        User.objects.select_for_update().filter(pk=reader.pk).first()
         current = _open_claim(project, reader, now)
         if current is not None:
             return current
         mine = Assignment.objects.filter(case=OuterRef("pk"), reader=reader, state=ClaimState.SUBMITTED)
         taken = Assignment.objects.filter(active_slot_q(now), case=OuterRef("pk"))
-        candidates = (Case.objects.filter(project=project, state=CaseState.OPEN)
-                      .exclude(Exists(mine))
-                      .order_by("priority", "id"))
-        if connection_supports_skip_locked():
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        ranked = (Case.objects.filter(project=project, state=CaseState.OPEN).exclude(Exists(mine))
+                  .annotate(_n=_count(taken)).filter(_n__lt=project.reads_per_case).order_by("priority", "id"))
         # Several readers pulling at once (another claim in the last seconds): spread them over the top few
         # cases; a reader alone gets the ranking's order exactly.
         busy = Assignment.objects.filter(case__project=project, claimed_at__gte=now - BUSY_WINDOW).exclude(
             reader=reader).exists()
         top = settings.OKAPI_CLAIM_TOP_FEW if busy else 1
-        scanned = 0
+        full: set[int] = set()  # counted under lock: no slot left
+        held: set[int] = set()  # locked by another reader's claim or save right now
         while True:
-            # Cases with a free slot, in rank order; the slot count is checked again once the row is locked
-            # (another reader may have committed a claim after this statement's snapshot).
-            batch = list(candidates.annotate(_n=_count(taken)).filter(_n__lt=project.reads_per_case)[scanned:scanned + top])
-            if not batch:
-                return None
-            _rng.shuffle(batch)
-            for case in batch:
-                if slots_taken(case.pk, now=now, exclude_reader=reader) < project.reads_per_case:
-                    assignment = _take(case, reader, now=now,
-                                       expires_at=now + timedelta(minutes=project.claim_minutes))
-                    send_event_on_commit(group_for("project", project.pk), {
-                        "type": "claim", "case": case.pk, "reader": reader.username})
-                    return assignment
-            scanned += top
+            head = list(ranked.exclude(pk__in=full | held).values_list("pk", flat=True)[:top])
+            if not head:
+                break
+            _rng.shuffle(head)
+            for pk in head:
+                case = _probe(pk, project, reader, now, wait=False)
+                if case:
+                    return _claim(project, case, reader, now)
+                (held if case is False else full).add(pk)
+        # Only cases other transactions hold are left: wait for each in rank order (claims and saves are short)
+        # rather than answer "nothing left" while one of them may still have a slot.
+        for pk in sorted(held):
+            case = _probe(pk, project, reader, now, wait=True)
+            if case:
+                return _claim(project, case, reader, now)
+        return None
+
+
+def _probe(pk: int, project: Project, reader: User, now, *, wait: bool):
+    """The case locked if it has a slot for ``reader``; otherwise its lock is let go at once (a savepoint),
+    so that a claim never holds rows it does not take while it waits for another (no deadlocks).
+    Returns the case, None (closed or full) or False (another transaction holds it, and not ``wait``)."""
+    savepoint = transaction.savepoint()
+    case = _lock(pk, wait=wait)
+    if case is not None and slots_taken(pk, now=now, exclude_reader=reader) < project.reads_per_case:
+        transaction.savepoint_commit(savepoint)
+        return case
+    transaction.savepoint_rollback(savepoint)
+    if case is None and not wait and Case.objects.filter(pk=pk, state=CaseState.OPEN).exists():
+        return False
+    return None
+
+
+def _lock(pk: int, *, wait: bool) -> Case | None:
+    """The open case row, locked; None if it is closed, or (without ``wait``) locked by someone else."""
+    qs = Case.objects.filter(pk=pk, state=CaseState.OPEN)
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=not wait)
+    return qs.first()
+
+
+def _claim(project: Project, case: Case, reader: User, now) -> Assignment:
+    assignment = _take(case, reader, now=now, expires_at=now + timedelta(minutes=project.claim_minutes))
+    send_event_on_commit(group_for("project", project.pk), {"type": "claim", "case": case.pk,
+                                                            "reader": reader.username})
+    return assignment
 
 
 def _count(subquery):
     """How many rows of ``subquery`` (filtered on OuterRef case) there are, as a column of the case row."""
     return Coalesce(Subquery(subquery.values("case").annotate(c=Count("*")).values("c"),
                              output_field=IntegerField()), 0)
-
-
-def connection_supports_skip_locked() -> bool:
-    """PostgreSQL skips rows locked by another reader; SQLite (one writer at a time) has no row locks."""
-    return connection.features.has_select_for_update_skip_locked
 
 
 @transaction.atomic
