@@ -131,6 +131,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The OHIF viewer's origin when it is served apart from Okapi (empty: Okapi serves it at /viewer/)
+OKAPI_VIEWER_URL = env("OKAPI_VIEWER_URL", "")
 # "Next case" randomises among this many top-ranked free cases, never the whole pool
 OKAPI_CLAIM_TOP_FEW = env_int("OKAPI_CLAIM_TOP_FEW", 3)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -47,11 +47,15 @@ class _Sender:
         atexit.register(self.flush)
 
     async def _drain(self) -> None:
+        # A layer object of its own: channels-redis connection pools belong to the loop that made them, and the
+        # process's shared layer also serves the web server's consumers on the server's loop.
+        from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
         while True:
             group, event, done = await self._queue.get()
             try:
-                layer = get_channel_layer()
-                if layer is not None and group is not None:
+                if group is not None:
                     await layer.group_send(group, {"type": "okapi.event", "event": event})
             except Exception:  # a broken layer never fails the work that emitted the event
                 log.warning("could not send event to %s", group, exc_info=True)

@@ -18,6 +18,7 @@ from core.models import Role
 from imaging import storage
 from imaging.access import can_see_study_pk
 from imaging.dicom.instance import SERIES_TAGS, STUDY_TAGS, InvalidInstance, first_value, pick
+from imaging.hooks import run_after_store
 from imaging.models import Instance, Series, Study
 from imaging.services.pool import prepare_many
 from imaging.services.prepare import PrepareConfig, Prepared, prepare_file
@@ -245,7 +246,7 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
                              "WHERE id = %s", [now, series_pk])
                     _execute("UPDATE imaging_study SET num_instances = num_instances + 1, updated_at = %s "
                              "WHERE id = %s", [now, study_pk])
-            Instance.objects.create(
+            instance = Instance.objects.create(
                 sop_uid=parsed.sop_instance_uid, series_id=series_pk, sop_class_uid=parsed.sop_class_uid,
                 instance_number=_int(first_value(meta, "00200013", None)),
                 transfer_syntax_uid=parsed.transfer_syntax_uid,
@@ -255,6 +256,7 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
                 metadata=prepared.meta_text, pixel_index=prepared.pixel_index, repairs=base.repairs,
                 deidentified=bool(prepared.deid_report),
             )
+            run_after_store(instance, prepared, user=user, source=source)  # e.g. a reader's SEG joins their read
             storage.put_file(path, key, move=move)
             stored_file = True
             audit_record(user=user, action="store", object_type="instance", object_id=parsed.sop_instance_uid,
