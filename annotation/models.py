@@ -198,3 +198,4 @@ class Adjudication(models.Model):
 
     class Meta:
         ordering = ["case", "-created_at"]
+from annotation.models_export import *  # noqa

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from annotation import api
 
@@ -26,4 +26,5 @@ urlpatterns = [
     path("cases/<int:case_id>/adjudication", api.AdjudicateView.as_view(), name="case-adjudicate"),
     path("reads/<int:read_id>", api.ReadDetailView.as_view(), name="read-detail"),
     path("reads/<int:read_id>/versions", api.ReadVersionsView.as_view(), name="read-versions"),
+    path("", include("annotation.exports.urls")),
 ]

@@ -9,6 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("okapi")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = {
+    "annotation.export_*": {"queue": "export"},
     "imaging.*": {"queue": "ingest"},
     "learning.*": {"queue": "gpu"},
     "core.*": {"queue": "default"},

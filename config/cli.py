@@ -5,6 +5,7 @@
     okapi worker                   a Celery worker (queues default, ingest, export, gpu) with beat
     okapi dicom-listen             the DICOM C-STORE receiver (a PACS or storescu pushes to it)
     okapi import PATH...           import DICOM files, folders and zip archives, with a progress bar
+    okapi export PROJECT           build a versioned dataset export of a project and save its zip
     okapi user create NAME --role R [--password P]
     okapi token NAME               print a new bearer token for NAME
     okapi manage ARGS...           any Django management command
@@ -115,6 +116,60 @@ def cmd_import(args) -> int:
     return 1 if counts["rejected"] and not (counts["stored"] or counts["duplicate"]) else 0
 
 
+def cmd_export(args) -> int:
+    """Build an export in this process (no worker needed) and copy its archive to --out."""
+    _setup()
+    from django.contrib.auth import get_user_model
+    from tqdm import tqdm
+
+    from annotation.exports.build import export_build
+    from annotation.exports.services import check_may_export, export_params
+    from annotation.models import Project
+    from annotation.selectors import project_roles
+    from core.errors import OkapiError
+    from imaging import storage
+
+    project = Project.objects.filter(pk=int(args.project)).first() if args.project.isdigit() else \
+        Project.objects.filter(name=args.project).first()
+    if project is None:
+        print(f"error: no project {args.project!r} (give its id or exact name)", file=sys.stderr)
+        return 2
+    user = None
+    if args.user:
+        user = get_user_model().objects.filter(username=args.user).first()
+        if user is None:
+            print(f"error: no user {args.user!r}", file=sys.stderr)
+            return 2
+    raw = {"cases": args.cases, "schema_version": args.schema_version, "series_uids": args.series or [],
+           "modality": args.modality, "date_from": args.date_from, "date_to": args.date_to,
+           "deidentified": not args.identified, "images": args.images, "licence": args.licence,
+           "split": {"validation": args.validation, "test": args.test, "seed": args.seed}}
+    try:
+        request = export_params(raw, project=project)
+        if user is not None:
+            check_may_export(project_roles(user, project.pk), request)
+    except OkapiError as exc:
+        print(f"error: {exc.message} {exc.detail or ''}", file=sys.stderr)
+        return 2
+    with tqdm(total=100, unit="%", desc=f"Exporting {project.name}", disable=args.quiet) as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.update(round(fraction * 100) - bar.n)
+            bar.set_postfix_str(message)
+
+        built = export_build(project=project, request=request, user=user, on_progress=progress)
+    export = built.export
+    print(f"project {project.pk} export version {export.version}{' (same content as before)' if built.reused else ''}"
+          f": {export.size} bytes, content hash {export.content_hash}")
+    if args.no_download:
+        return 0
+    out = args.out or f"okapi-project{project.pk}-v{export.version}.zip"
+    with open(out, "wb") as fh:
+        for chunk in storage.iter_file(export.file):
+            fh.write(chunk)
+    print(f"saved {out}")
+    return 0
+
+
 def cmd_user_create(args) -> int:
     _setup()
     from core.auth import user_create
@@ -193,6 +248,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="build a dataset export of a project and save its zip")
+    p.add_argument("project", help="project id or exact name")
+    p.add_argument("--out", help="where to save the zip (default okapi-project<ID>-v<VERSION>.zip)")
+    p.add_argument("--user", help="export as this user (their project role decides what is allowed); "
+                   "default: the operator, like okapi import")
+    p.add_argument("--cases", choices=["consensus", "all"], default="consensus")
+    p.add_argument("--schema-version", type=int)
+    p.add_argument("--series", action="append", help="a SeriesInstanceUID to include (repeatable)")
+    p.add_argument("--modality", default="")
+    p.add_argument("--date-from", default="", help="StudyDate from, YYYY-MM-DD")
+    p.add_argument("--date-to", default="", help="StudyDate to, YYYY-MM-DD")
+    p.add_argument("--identified", action="store_true", help="keep identifying data (default: de-identified)")
+    p.add_argument("--images", choices=["nifti", "dicom", "both"], default="nifti")
+    p.add_argument("--validation", type=float, default=0.15)
+    p.add_argument("--test", type=float, default=0.15)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--licence", default="")
+    p.add_argument("--no-download", action="store_true", help="build and record the version, save nothing")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("user", help="manage users")
     user_sub = p.add_subparsers(dest="user_command", required=True)
