@@ -28,7 +28,7 @@ from learning.core.score import score_items
 from learning.core.train import train_model
 from learning.data import case_image, labelled_cases, unlabelled_cases
 from learning.models import CaseScore, LearningConfig, ModelVersion, Round
-from learning.strategies import STRATEGIES, rank
+from learning.strategies import STRATEGIES, population_prior, rank
 
 log = logging.getLogger("okapi.learning")
 SPLIT_SEED = 20261122
@@ -258,7 +258,10 @@ def round_run(*, job: Job) -> Round:
         mc_probs = np.array([scores[c.pk].mc_probs for c in pool]).transpose(1, 0, 2)
         embeddings = np.stack([np.frombuffer(scores[c.pk].embedding, np.float32) for c in pool])
         labelled_embeddings = np.stack([np.frombuffer(scores[c.pk].embedding, np.float32) for c in labelled])
-    prior = np.bincount(labels, minlength=len(classes)) if labels else None
+    # The population's class ratio (labels plus the model's view of the pool), not the labelled histogram,
+    # which the strategy's own picks bias: a rare class stays rare, so hunting it does not switch itself off.
+    counts = np.bincount(labels, minlength=len(classes)) if labels else None
+    prior = population_prior(counts, probs) if probs is not None else counts
     ranking = rank(strategy, probs=probs, mc_probs=mc_probs, embeddings=embeddings,
                    labelled_embeddings=labelled_embeddings, budget=min(budget, len(pool)),
                    rng=np.random.default_rng(SPLIT_SEED), class_prior=prior)

@@ -179,7 +179,7 @@ def _bn(dims: int) -> type[nn.Module]:
 def _small_cnn_features(dims: int, in_channels: int, width: int) -> tuple[nn.Module, int]:
     """Three conv-BN-ReLU blocks (width, 2 width, 4 width channels), max-pooled, then global average pooling.
 
-    About 25k parameters at width 16: trains on 28x28 images in seconds on a CPU.
+    About 24k parameters at width 16 (6k at width 8): trains on 28x28 images in seconds on a CPU.
     """
     conv, bn = _conv(dims), _bn(dims)
     pool = nn.MaxPool2d if dims == 2 else nn.MaxPool3d

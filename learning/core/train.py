@@ -109,12 +109,10 @@ def _loader(
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
 
 
-def _monitor(task: str, metrics: dict[str, Any]) -> tuple[str, float]:
-    """The metric early stopping follows, and its value as "higher is better"."""
+def _monitor(task: str, metrics: dict[str, Any]) -> str:
+    """The metric early stopping follows: AUC / Dice, or the validation loss when that is undefined."""
     key = "auc" if task == "classification" else "dice"
-    if metrics.get(key) is not None:
-        return key, float(metrics[key])
-    return "val_loss", -float(metrics["val_loss"])
+    return key if metrics.get(key) is not None else "val_loss"
 
 
 def train_model(
@@ -231,10 +229,9 @@ def train_model(
             value = None
             if val is not None:
                 metrics = evaluate(model, val, cfg, device=dev)
-                name, value = _monitor(task, metrics)
-                if monitor is None:
-                    monitor = name  # fixed for the run: the validation set does not change
-                value = float(metrics[monitor]) if monitor != "val_loss" else -float(metrics["val_loss"])
+                if monitor is None:  # fixed for the run: the validation set does not change
+                    monitor = _monitor(task, metrics)
+                value = -float(metrics["val_loss"]) if monitor == "val_loss" else float(metrics[monitor])
                 entry.update({f"val_{k}" if not k.startswith("val_") else k: v for k, v in metrics.items()})
             entry["seconds"] = time.perf_counter() - started
             history.append(entry)

@@ -10,7 +10,7 @@ from .badge import badge_embeddings, select_badge
 from .diversity import select_cold_start, select_coreset, select_random
 from .hybrid import select_hybrid
 from .ranking import Ranking, order_with_jitter
-from .rare import rare_classes_from_prior, score_rare_class, select_rare_class
+from .rare import population_prior, rare_classes_from_prior, score_rare_class, select_rare_class
 from .registry import DEFAULT_STRATEGY, REQUIRED_INPUTS, STRATEGIES, rank
 from .uncertainty import (
     score_bald,
@@ -22,6 +22,7 @@ from .uncertainty import (
 )
 
 __all__ = [
+    "population_prior",
     "DEFAULT_STRATEGY",
     "REQUIRED_INPUTS",
     "STRATEGIES",

@@ -41,6 +41,22 @@ DUPLICATE_FACTOR = 0.5
 DEDUP_HEAD = 1000
 
 
+def population_prior(labelled_counts, pool_probs: np.ndarray) -> np.ndarray:
+    """An estimate of the whole population's class ratio: labelled cases count as their labels, unlabelled
+    ones as the model's predicted probabilities.
+
+    The labelled histogram alone is biased by the strategy's own picks: a strategy that hunts a rare class
+    soon labels so many of it that the class no longer looks rare, and stops hunting. The population hardly
+    moves as cases get labelled, so a rare class stays rare and keeps its share of the budget.
+    """
+    counts = np.asarray(labelled_counts, dtype=np.float64)
+    p = check_probs(pool_probs)
+    if counts.ndim != 1 or counts.shape[0] != p.shape[1] or (counts < 0).any():
+        raise ValueError(f"labelled_counts must be {p.shape[1]} non-negative counts, got {counts.tolist()}")
+    total = counts + p.sum(axis=0)
+    return total / total.sum()
+
+
 def rare_classes_from_prior(class_prior: np.ndarray, threshold: float = RARE_PRIOR_THRESHOLD) -> np.ndarray:
     """Indices of the classes whose prior is below ``min(threshold, 0.5 / C)``: rare in absolute terms and at
     most half of an even share, so ten balanced classes at 10% each are not all "rare". May be empty.

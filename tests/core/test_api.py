@@ -103,7 +103,8 @@ def test_audit_log_is_for_admins_and_filterable(api, make_user):
     api.force_authenticate(admin)
     rows = api.get("/api/v1/audit?study_uid=1.2.3").json()["results"]
     assert [r["action"] for r in rows] == ["retrieve_frames"]
-    assert AuditEvent.objects.count() == 2
+    # (only this test's rows: a live-server test before it may still be flushing its deferred audit rows)
+    assert AuditEvent.objects.filter(study_uid__in=["1.2.3", "9.9"]).count() == 2
 
 
 def test_openapi_schema_describes_the_api(api):

@@ -477,3 +477,18 @@ def test_other_bad_inputs_are_rejected():
         order_with_jitter(np.arange(4), -1)
     with pytest.raises(ValueError, match="integer"):
         order_with_jitter(np.array([0.5, 1.5]), 1)
+
+
+def test_population_prior_counts_labels_and_the_models_view_of_the_pool():
+    from learning.strategies import population_prior, rare_classes_from_prior
+
+    # A strategy that hunted the rare class: 30 of 60 labelled cases are rare, far above its 5% prevalence.
+    counts = np.array([30, 30])
+    pool = np.tile([0.03, 0.97], (940, 1))
+    prior = population_prior(counts, pool)
+    assert prior.sum() == pytest.approx(1.0)
+    assert prior[0] == pytest.approx((30 + 0.03 * 940) / 1000)
+    assert list(rare_classes_from_prior(prior)) == [0]  # still rare: the hunt does not switch itself off
+    assert list(rare_classes_from_prior(counts)) == []  # the labelled histogram alone would say "balanced"
+    with pytest.raises(ValueError, match="counts"):
+        population_prior([1, 2, 3], pool)
