@@ -41,6 +41,7 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py demo_setup
+	$(BIN)/python manage.py demo_campaign
 	@echo ""
 	@echo "Okapi: open http://127.0.0.1:$(PORT)/ and log in with a demo login above."
 	PORT=$(PORT) $(BIN)/okapi run
