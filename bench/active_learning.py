@@ -90,11 +90,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--prior",
-        choices=("population", "labelled", "seed"),
-        default="population",
-        help="class_prior: the population estimate the platform uses (labelled cases' labels plus the model's "
-        "probabilities for the pool, in both settings), or (rare5 only) the histogram of all labelled cases, or "
-        "of the random seed set only",
+        choices=("seed", "population", "labelled"),
+        default="seed",
+        help="class_prior: the class ratio of the random seed set's labels (what the platform passes: the labels "
+        "no strategy chose), or labels plus the model's probabilities for the pool, or (rare5 only) the "
+        "histogram of all labelled cases (biased by the strategy's own picks)",
     )
     ap.add_argument(
         "--seed-prior-variant",
@@ -251,12 +251,16 @@ class Simulator:
         prior = None
         if name == VARIANT and setting == "rare5":
             prior = np.bincount(y_pool[labelled[:seed_size]], minlength=2)
-        elif self.args.prior == "population" and name != "random":
-            # what the platform passes (learning.services.round_run): labels plus the model's view of the pool
+        elif name == "random":
+            pass
+        elif self.args.prior == "seed":
+            # what the platform passes (learning.services.round_run): the class ratio of the labels no ranking
+            # strategy chose (here the random seed set), an unbiased estimate of the population's
+            prior = np.bincount(y_pool[labelled[:seed_size]], minlength=2)
+        elif self.args.prior == "population":
             prior = population_prior(np.bincount(y_pool[labelled], minlength=2), scores.probs[unl])
         elif setting == "rare5":
-            seed_only = self.args.prior == "seed"
-            prior = np.bincount(y_pool[labelled[:seed_size] if seed_only else labelled], minlength=2)
+            prior = np.bincount(y_pool[labelled], minlength=2)
         if name == VARIANT:
             name = DEFAULT
         if name == "random":

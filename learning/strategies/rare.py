@@ -46,8 +46,10 @@ def population_prior(labelled_counts, pool_probs: np.ndarray) -> np.ndarray:
     ones as the model's predicted probabilities.
 
     The labelled histogram alone is biased by the strategy's own picks: a strategy that hunts a rare class
-    soon labels so many of it that the class no longer looks rare, and stops hunting. The population hardly
-    moves as cases get labelled, so a rare class stays rare and keeps its share of the budget.
+    soon labels so many of it that the class no longer looks rare, and stops hunting. This estimate hardly moves
+    as cases get labelled, but it leans on the model: a class-weighted model over-predicts the rare class, and
+    on PneumoniaMNIST (bench/active_learning.py --prior population) that made it look common. The platform
+    uses the labels no strategy chose instead (learning.services); this stays for comparison.
     """
     counts = np.asarray(labelled_counts, dtype=np.float64)
     p = check_probs(pool_probs)

@@ -207,3 +207,20 @@ def test_round_zero_is_a_cold_start_without_labels(make_user, shared_data, tmp_p
     round_ = round_run(job=job)
     assert round_.strategy == "cold_start" and round_.model_version is None
     assert len(round_.ranking) == 5 and len(set(round_.ranking)) == 5
+
+
+def test_the_class_prior_ignores_labels_a_strategy_chose(make_user):
+    """A rare-class hunt labels many rare cases; the prior that decides what is rare must not count them."""
+    from annotation.models import Case
+    from annotation.services.projects import project_create
+    from learning.models import Round
+    from learning.services import _class_prior
+
+    lead = make_user("lead", "lead_p")
+    project = project_create(user=lead, name="Prior", reads_per_case=1, schema=SCHEMA)
+    cases = [Case(pk=i) for i in range(1, 41)]
+    labels = [0] * 2 + [1] * 18 + [0] * 15 + [1] * 5  # 20 seed labels (10% rare), then 20 hunted (75% rare)
+    Round.objects.create(project=project, number=1, strategy="hybrid", budget=20, ranking=list(range(21, 41)))
+    Round.objects.create(project=project, number=2, strategy="random", budget=5, ranking=[1, 2, 3])
+    assert list(_class_prior(project, cases, labels, 2)) == [2, 18]
+    assert _class_prior(project, [], [], 2) is None
