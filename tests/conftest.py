@@ -1,6 +1,10 @@
 """Shared fixtures: real PostgreSQL (DATABASE_URL), a real ASGI server, users with tokens, the shared data."""
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -112,3 +116,37 @@ def dicomweb(okapi_server, admin_user, token_for):
     from dicomweb_client.api import DICOMwebClient
 
     return DICOMwebClient(f"{okapi_server}/dicomweb", headers={"Authorization": f"Bearer {token_for(admin_user)}"})
+
+
+def worker_env(settings) -> dict:
+    """The environment of a process on this test's database, data folder and Redis (workers, helpers)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return os.environ | {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+                         "OKAPI_DATA_DIR": str(settings.DATA_DIR),
+                         "OKAPI_IMPORT_ROOTS": ",".join(settings.OKAPI_IMPORT_ROOTS)}
+
+
+@pytest.fixture
+def start_worker(settings):
+    """Start `okapi worker --queues Q` processes on the settings as they are when started, each its own process
+    group (a test may kill it, pool child included, with ``os.killpg``); whatever still runs is stopped after."""
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL: a real worker on a real broker")
+    procs = []
+
+    def start(queues: str):
+        proc = subprocess.Popen([sys.executable, "-m", "config.cli", "worker", "--queues", queues,
+                                 "--concurrency", "1"], env=worker_env(settings), start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

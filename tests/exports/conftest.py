@@ -2,9 +2,6 @@
 readers through the API, with mask segmentations on the real 3-slice liver CT."""
 
 import io
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,22 +85,6 @@ def make_labelled(make_campaign, settings):
 
 
 @pytest.fixture
-def export_worker(settings):
+def export_worker(start_worker):
     """`okapi worker --queues export` as its own process, on the test database and the test Redis."""
-    from django.db import connection
-
-    if not settings.REDIS_URL:
-        pytest.skip("needs REDIS_URL: a real worker on a real broker")
-    db = connection.settings_dict
-    env = os.environ | {
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "OKAPI_DATA_DIR": str(settings.DATA_DIR),
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "config.cli", "worker", "--queues", "export",
-                             "--concurrency", "1"], env=env)
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return start_worker("export")

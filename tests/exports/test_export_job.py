@@ -18,6 +18,8 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.conftest import worker_env
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -133,8 +135,6 @@ SLOW_BUILD = textwrap.dedent("""
 
 def test_a_worker_killed_mid_build_leaves_no_snapshot_and_its_job_is_retried_then_failed(make_labelled, settings,
                                                                                          monkeypatch):
-    from django.db import connection
-
     from annotation.exports.build import _sweep_stale_staging
     from annotation.exports.services import export_params
     from annotation.models import Project
@@ -148,9 +148,7 @@ def test_a_worker_killed_mid_build_leaves_no_snapshot_and_its_job_is_retried_the
     project = Project.objects.get(pk=campaign.project_id)
     job = job_create(kind="export", user=campaign.lead,
                      params={"project": project.pk, "request": export_params({}, project=project)})
-    db = connection.settings_dict
-    env = os.environ | {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-                        "OKAPI_DATA_DIR": str(settings.DATA_DIR), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env = worker_env(settings) | {"DJANGO_SETTINGS_MODULE": "config.settings"}
     worker = subprocess.Popen([sys.executable, "-c", SLOW_BUILD, str(job.pk)], env=env)
     try:
         deadline = time.monotonic() + 180

@@ -88,6 +88,21 @@ class ReaderPages:
             context.close()
 
 
+def save_failure_artifacts(test_name: str, opened: ReaderPages) -> None:
+    """Each open page's screenshot and HTML (every frame's), and the console, into ARTIFACTS."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", test_name)
+    for i, page in enumerate(opened.pages):
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"{stem}-{i}.png"))
+            (ARTIFACTS / f"{stem}-{i}.html").write_text(
+                "\n<!-- frame -->\n".join(frame.content() for frame in page.frames))
+        except Exception as exc:  # noqa: BLE001 - a closed page must not hide the test's own failure
+            print(f"no screenshot of page {i}: {exc}")
+    (ARTIFACTS / f"{stem}-console.txt").write_text("\n".join(opened.console))
+    print(f"screenshots of the failure: {ARTIFACTS}/{stem}-*.png")
+
+
 @pytest.fixture
 def reader_pages(viewer_browser, okapi_server, request):
     """Open pages with ``reader_pages.new()``; when the test fails, each one's screenshot, HTML and the console
@@ -96,17 +111,7 @@ def reader_pages(viewer_browser, okapi_server, request):
     yield opened
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
-        for i, page in enumerate(opened.pages):
-            try:
-                page.screenshot(path=str(ARTIFACTS / f"{stem}-{i}.png"))
-                (ARTIFACTS / f"{stem}-{i}.html").write_text(
-                    "\n<!-- frame -->\n".join(frame.content() for frame in page.frames))
-            except Exception as exc:  # noqa: BLE001 - a closed page must not hide the test's own failure
-                print(f"no screenshot of page {i}: {exc}")
-        (ARTIFACTS / f"{stem}-console.txt").write_text("\n".join(opened.console))
-        print(f"screenshots of the failure: {ARTIFACTS}/{stem}-*.png")
+        save_failure_artifacts(request.node.name, opened)
     opened.close()
 
 

@@ -15,7 +15,6 @@ from tests.frontend._browser import log_in, no_horizontal_scroll
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Fixtures shared with the other modules: the browser, and the campaign factory of the annotation tests.
-chromium = _browser.chromium
 pages = _browser.pages
 study_paths = campaigns.study_paths
 ingest_studies = campaigns.ingest_studies

@@ -1,10 +1,7 @@
 """A server-side import as a background job: a real Celery worker on Redis, live progress over a websocket."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,26 +16,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def worker(settings):
+def worker(start_worker, import_root):
     """`okapi worker` as its own process, on the test database and the test Redis."""
-    from django.db import connection
-
-    if not settings.REDIS_URL:
-        pytest.skip("needs REDIS_URL: the embedded broker is tested by `make run`, this test by a real worker")
-    db = connection.settings_dict
-    env = os.environ | {
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "OKAPI_DATA_DIR": str(settings.DATA_DIR),
-        "OKAPI_IMPORT_ROOTS": ",".join(settings.OKAPI_IMPORT_ROOTS),
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "config.cli", "worker", "--queues", "ingest,default",
-                             "--concurrency", "1"], env=env)
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return start_worker("ingest,default")
 
 
 @pytest.fixture

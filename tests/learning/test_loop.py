@@ -4,8 +4,6 @@ killed mid-training leaves no promoted version and a job that is retried to exac
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -75,34 +73,6 @@ def xray_campaign(make_user, shared_data, tmp_path, settings):
     return Project.objects.get(pk=project.pk), lead, truth
 
 
-@pytest.fixture
-def start_worker(settings):
-    """`okapi worker` on the gpu queue as its own process group (so a test can kill it, children included)."""
-    from django.db import connection
-
-    if not settings.REDIS_URL:
-        pytest.skip("needs REDIS_URL: a real worker on a real broker")
-    db = connection.settings_dict
-    env = os.environ | {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-                        "OKAPI_DATA_DIR": str(settings.DATA_DIR)}
-    procs = []
-
-    def start():
-        proc = subprocess.Popen([sys.executable, "-m", "config.cli", "worker", "--queues", "gpu",
-                                 "--concurrency", "1"], env=env, start_new_session=True)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-
-
 def _wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -126,7 +96,7 @@ def test_a_round_trains_scores_and_orders_next_case(xray_campaign, start_worker,
     assert r.status_code == 200, r.content
     bad = client.put(f"/api/v1/projects/{project.pk}/learning", {"target": "nope"}, format="json")
     assert bad.status_code == 400 and "target" in bad.json()["detail"]
-    start_worker()
+    start_worker("gpu")
     resp = client.post(f"/api/v1/projects/{project.pk}/rounds", {"budget": 8}, format="json")
     assert resp.status_code == 202, resp.content
     job_id = resp.json()["id"]
@@ -166,7 +136,7 @@ def test_killing_the_worker_mid_training_leaves_no_version_and_the_job_recovers(
     project, lead, _ = xray_campaign
     learning_configure(project=project, target="finding", model_config=MODEL, epochs=5000, patience=5000,
                        batch_size=4, budget=4)
-    worker = start_worker()
+    worker = start_worker("gpu")
     job = round_create(project=project, user=lead)
     _wait(lambda: "epoch" in Job.objects.get(pk=job.pk).message, 300, "training to start")
     os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool child, mid-epoch
@@ -179,7 +149,7 @@ def test_killing_the_worker_mid_training_leaves_no_version_and_the_job_recovers(
     Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert jobs_fail_stale(older_than=timedelta(minutes=30)) == 1
     assert Job.objects.get(pk=job.pk).state == "queued"
-    start_worker()
+    start_worker("gpu")
     done = _wait(lambda: Job.objects.filter(pk=job.pk, state__in=["succeeded", "failed"]).first(), 300, "retry")
     assert done.state == "succeeded", done.error
     assert done.attempts == 2
