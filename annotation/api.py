@@ -6,7 +6,6 @@ import tempfile
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -280,24 +279,21 @@ class SegmentationUploadView(APIView):
     def post(self, request, case_id: int):
         case, _ = selectors.get_case_for(request.user, case_id)
         data = _valid(s.SegmentationUploadSerializer, request.data)
-        read = Read.objects.filter(case=case, reader=request.user).first()
-        schema = projects.current_schema(case.project)
-        if schema is None or not schema.definition.get("segments"):
-            raise OkapiError("invalid_segmentation", "this project's schema has no segmentation labels")
         upload = data["file"]
-        path = upload.temporary_file_path() if hasattr(upload, "temporary_file_path") else None
-        with transaction.atomic():  # the SEG and the read version that links it, together or not at all
-            if upload.name.lower().endswith(".npz"):
-                seg = masks.seg_store_masks(case=case, reader=request.user, masks=_load_npz(upload),
-                                            schema_segments=schema.definition["segments"],
-                                            series_uid=data.get("series_uid"))
-            else:
-                seg = masks.seg_store_file(case=case, reader=request.user, path=path or _spool(upload),
-                                           schema_segments=schema.definition["segments"])
-            version = reads.read_save(
-                case=case, reader=request.user, answers=read.answers if read else {}, submit=data["submit"],
-                base_version=data["base_version"], confidence=read.confidence if read else None,
-                free_text=read.free_text if read else "", segmentation=seg)
+        common = {"case": case, "reader": request.user, "base_version": data["base_version"],
+                  "submit": data["submit"]}
+        if upload.name.lower().endswith(".npz"):
+            version = masks.read_segmentation_save(**common, masks=_load_npz(upload),
+                                                   series_uid=data.get("series_uid"))
+        elif hasattr(upload, "temporary_file_path"):
+            version = masks.read_segmentation_save(**common, seg_path=upload.temporary_file_path())
+        else:  # a small upload held in memory: ingest reads files
+            path = _spool(upload)
+            try:
+                version = masks.read_segmentation_save(**common, seg_path=path)
+            finally:
+                if os.path.exists(path):
+                    os.unlink(path)
         return Response(s.ReadSerializer(version.read).data, status=201)
 
 
@@ -317,7 +313,6 @@ def _spool(upload) -> str:
     with os.fdopen(fd, "wb") as fh:
         for chunk in upload.chunks():
             fh.write(chunk)
-    transaction.on_commit(lambda: os.path.exists(path) and os.unlink(path))
     return path
 
 

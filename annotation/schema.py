@@ -109,6 +109,8 @@ def _parse(definition, errors: dict) -> tuple[list[Question], dict]:
             lo, hi = q.get("min", 1), q.get("max", 5)
             if not (isinstance(lo, int) and isinstance(hi, int)) or isinstance(lo, bool) or not lo < hi <= lo + 100:
                 errors[f"{path}.min"] = "an ordinal scale has integer min < max (at most 100 steps), e.g. 1 to 5"
+            if not isinstance(q.get("labels", {}), dict):
+                errors[f"{path}.labels"] = "an object of scale value -> label, e.g. {\"1\": \"benign\"}"
         questions.append(Question(key=str(key), label=str(q.get("label") or key), type=qtype, options=options,
                                   option_labels=labels, min=lo, max=hi, required=bool(q.get("required", True))))
     segments = definition.get("segments", [])

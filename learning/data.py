@@ -8,10 +8,8 @@ from annotation.schema import parse_questions
 from annotation.services.projects import current_schema
 from core.errors import OkapiError
 from imaging import storage
+from imaging.dicom.instance import NON_IMAGE_SOP_CLASSES
 from imaging.models import Instance
-
-NON_IMAGE_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.22",
-                     "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34"}
 
 
 def target_classes(project, target: str) -> list[str]:
@@ -45,7 +43,7 @@ def _pixels(ds: pydicom.Dataset) -> np.ndarray:
 def case_image(case: Case, spatial_dims: int) -> np.ndarray:
     """The case's image as float32: 2D, the middle slice (or frame) of its image series; 3D, the stack of
     slices in instance order (a multi-frame image's frames)."""
-    qs = Instance.objects.filter(series__study_id=case.study_id).exclude(sop_class_uid__in=NON_IMAGE_CLASSES)
+    qs = Instance.objects.filter(series__study_id=case.study_id).exclude(sop_class_uid__in=NON_IMAGE_SOP_CLASSES)
     if case.series_id:
         qs = qs.filter(series_id=case.series_id)
     instances = list(qs.filter(rows__isnull=False).order_by("series__series_number", "series_id",

@@ -48,6 +48,9 @@ def learning_configure(*, project: Project, **fields) -> LearningConfig:
     for key, value in fields.items():
         setattr(config, key, value)
     errors = {}
+    if not isinstance(config.model_config or {}, dict):
+        raise OkapiError("invalid", "the learning settings are not valid",
+                         detail={"model_config": "an object: task, network, spatial_dims, input_size, ..."})
     if not config.target:
         errors["target"] = "required: the single-choice or yes/no question to learn"
     else:
@@ -97,16 +100,35 @@ def _state_bytes(state: dict) -> bytes:
     return buf.getvalue()
 
 
+def _load_state(version: ModelVersion) -> dict:
+    with storage.open_file(version.weights) as fh:
+        return torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=True)
+
+
 def load_model(version: ModelVersion) -> torch.nn.Module:
     """A model version's network with its stored weights."""
-    with storage.open_file(version.weights) as fh:
-        state = torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=True)
     model = build_network(version.config["model"])
-    model.load_state_dict(state)
+    model.load_state_dict(_load_state(version))
     return model
 
 
-def train_run(*, job: Job) -> ModelVersion:
+def _images(cases: list[Case], dims: int, cache: dict[int, np.ndarray] | None, *, keep: bool = True
+            ) -> list[np.ndarray]:
+    """Decoded images of cases, taken from ``cache`` (case pk -> image) when there, and added to it with
+    ``keep`` (training keeps the labelled cases' images for the round's scoring; scoring keeps nothing)."""
+    cache = {} if cache is None else cache
+    out = []
+    for c in cases:
+        image = cache.get(c.pk)
+        if image is None:
+            image = case_image(c, dims)
+            if keep:
+                cache[c.pk] = image
+        out.append(image)
+    return out
+
+
+def train_run(*, job: Job, images: dict[int, np.ndarray] | None = None) -> ModelVersion:
     """Train a new model version of the job's project on its consensus labels (idempotent per job)."""
     existing = ModelVersion.objects.filter(job=job).first()
     if existing is not None:  # a retry of a job whose version was already written
@@ -119,14 +141,11 @@ def train_run(*, job: Job) -> ModelVersion:
                          f"project has {len(cases)} labelled cases", status=409)
     model_config = config.model_config
     dims = model_config.get("spatial_dims", 2)
-    images = [case_image(c, dims) for c in cases]
+    pictures = _images(cases, dims, images)
     train_idx, val_idx = _split(labels, config.validation_fraction)
-    items = [{"image": img, "label": y} for img, y in zip(images, labels, strict=True)]
+    items = [{"image": img, "label": y} for img, y in zip(pictures, labels, strict=True)]
     parent = ModelVersion.objects.filter(project=project, promoted=True).order_by("-version").first()
-    init = None
-    if parent is not None and parent.config.get("model") == model_config:
-        with storage.open_file(parent.weights) as fh:
-            init = torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=True)
+    init = _load_state(parent) if parent is not None and parent.config.get("model") == model_config else None
 
     def progress(epoch: int, loss: float, metric: float | None) -> None:
         job_progress(job_id=job.pk, progress=0.05 + 0.9 * epoch / config.epochs,
@@ -187,7 +206,8 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     return -(p * np.log(np.clip(p, 1e-12, 1))).sum(axis=-1)
 
 
-def score_run(*, version: ModelVersion, cases: list[Case], job: Job | None = None, batch: int = 64) -> int:
+def score_run(*, version: ModelVersion, cases: list[Case], job: Job | None = None, batch: int = 64,
+              images: dict[int, np.ndarray] | None = None) -> int:
     """Score cases with a model version (MC dropout): probabilities, passes, embedding, entropy, BALD."""
     config = _config(version.project)
     model = load_model(version)
@@ -195,7 +215,7 @@ def score_run(*, version: ModelVersion, cases: list[Case], job: Job | None = Non
     done = 0
     for start in range(0, len(cases), batch):
         chunk = cases[start:start + batch]
-        items = [{"image": case_image(c, dims)} for c in chunk]
+        items = [{"image": img} for img in _images(chunk, dims, images, keep=False)]
         out = score_items(model, items, config=version.config["model"], mc_passes=config.mc_passes,
                           seed=SPLIT_SEED, device="cuda" if torch.cuda.is_available() else "cpu")
         ent = _entropy(out.probs)
@@ -242,8 +262,9 @@ def round_run(*, job: Job) -> Round:
     strategy, budget = job.params["strategy"], int(job.params["budget"])
     labelled, labels, classes = labelled_cases(project, config.target)
     version = None
+    images: dict[int, np.ndarray] = {}  # the labelled cases are decoded once, for training and for scoring
     if len(set(labels)) >= 2:
-        version = train_run(job=job)
+        version = train_run(job=job, images=images)
     pool = unlabelled_cases(project)
     if not pool:
         raise OkapiError("nothing_to_rank", "every case of this project has its consensus", status=409)
@@ -252,7 +273,7 @@ def round_run(*, job: Job) -> Round:
         embeddings = _untrained_embeddings(config, pool)
         probs = mc_probs = labelled_embeddings = None
     else:
-        score_run(version=version, cases=pool + labelled, job=job)
+        score_run(version=version, cases=pool + labelled, job=job, images=images)
         scores = {s.case_id: s for s in CaseScore.objects.filter(model_version=version)}
         probs = np.array([scores[c.pk].probs for c in pool])
         mc_probs = np.array([scores[c.pk].mc_probs for c in pool]).transpose(1, 0, 2)

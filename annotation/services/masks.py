@@ -12,10 +12,12 @@ import tempfile
 import numpy as np
 import pydicom
 from django.conf import settings
+from django.db import transaction
 
 from annotation.agreement import mask_majority, mask_staple, pairwise_mask_agreement
 from annotation.models import Case, MaskConsensus, Read
 from annotation.segmentation import (
+    SEG_SOP_CLASS_UIDS,
     InvalidSegmentation,
     SegmentSpec,
     masks_to_seg,
@@ -27,10 +29,9 @@ from annotation.segmentation import (
 from core.errors import OkapiError
 from core.models import User
 from imaging import storage
+from imaging.dicom.instance import NON_IMAGE_SOP_CLASSES
 from imaging.models import Instance, Series
 from imaging.services.ingest import ingest_file
-
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 def _read_dataset(instance: Instance, *, pixels: bool = True) -> pydicom.Dataset:
@@ -39,13 +40,14 @@ def _read_dataset(instance: Instance, *, pixels: bool = True) -> pydicom.Dataset
 
 
 def _source_datasets(series: Series) -> list[pydicom.Dataset]:
-    instances = list(Instance.objects.filter(series=series).exclude(sop_class_uid=SEG_SOP_CLASS))
+    instances = list(Instance.objects.filter(series=series).exclude(sop_class_uid__in=NON_IMAGE_SOP_CLASSES))
     if not instances:
         raise OkapiError("invalid_segmentation", f"series {series.series_uid} has no images to segment")
     return [_read_dataset(i, pixels=False) for i in instances]
 
 
-def _target_series(case: Case, series_uid: str | None) -> Series:
+def target_series(case: Case, series_uid: str | None) -> Series:
+    """The image series of a case a segmentation is drawn on (named, or the case's only one)."""
     if case.series_id is not None:
         if series_uid and series_uid != case.series.series_uid:
             raise OkapiError("invalid_segmentation", f"this case is series {case.series.series_uid}, not "
@@ -78,14 +80,14 @@ def seg_store_file(*, case: Case, reader: User, path: str, schema_segments: list
         ds = pydicom.dcmread(path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the upload's fault
         raise OkapiError("invalid_segmentation", f"not a readable DICOM file: {exc}") from None
-    if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
+    if str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASS_UIDS:
         raise OkapiError("invalid_segmentation", "not a DICOM Segmentation object (SOP Class "
                          f"{ds.get('SOPClassUID', 'missing')})")
     if str(ds.get("StudyInstanceUID", "")) != case.study.study_uid:
         raise OkapiError("invalid_segmentation", f"the segmentation belongs to study {ds.get('StudyInstanceUID')}, "
                          f"not to this case's study {case.study.study_uid}")
     try:
-        series = _target_series(case, referenced_series_uid(ds))
+        target_series(case, referenced_series_uid(ds))  # drawn on an image series of this case, or refused
         labels = {s.label for s in seg_segments(ds)}
     except InvalidSegmentation as exc:
         raise OkapiError("invalid_segmentation", exc.reason) from None
@@ -93,7 +95,6 @@ def seg_store_file(*, case: Case, reader: User, path: str, schema_segments: list
     if unknown:
         raise OkapiError("invalid_segmentation", "segment labels not in the project's schema: "
                          + ", ".join(sorted(unknown)), detail={"allowed": [s["name"] for s in schema_segments]})
-    del series
     return _store(path, reader=reader, source="read")
 
 
@@ -109,7 +110,7 @@ def seg_store_masks(*, case: Case, reader: User, masks: dict[str, np.ndarray], s
                          detail={"allowed": sorted(allowed)})
     specs = _specs_for(schema_segments, masks)
     by_label = {spec.label: spec for spec in specs}
-    series = _target_series(case, series_uid)
+    series = target_series(case, series_uid)
     sources = _source_datasets(series)
     try:
         seg = masks_to_seg(sources, {by_label[k].number: np.asarray(v) for k, v in masks.items()}, specs,
@@ -125,6 +126,30 @@ def seg_store_masks(*, case: Case, reader: User, masks: dict[str, np.ndarray], s
     finally:
         if os.path.exists(path):
             os.unlink(path)
+
+
+def read_segmentation_save(*, case: Case, reader: User, base_version: int, submit: bool = False,
+                           seg_path: str | None = None, masks: dict[str, np.ndarray] | None = None,
+                           series_uid: str | None = None):
+    """Store a reader's segmentation (a DICOM SEG file at ``seg_path``, or mask arrays) and make it a new
+    version of their read, keeping its answers: both or neither (one transaction)."""
+    from annotation.services.projects import current_schema
+    from annotation.services.reads import read_save
+
+    schema = current_schema(case.project)
+    segments = schema.definition.get("segments") if schema else None
+    if not segments:
+        raise OkapiError("invalid_segmentation", "this project's schema has no segmentation labels")
+    read = Read.objects.filter(case=case, reader=reader).first()
+    with transaction.atomic():
+        if masks is not None:
+            seg = seg_store_masks(case=case, reader=reader, masks=masks, schema_segments=segments,
+                                  series_uid=series_uid)
+        else:
+            seg = seg_store_file(case=case, reader=reader, path=seg_path, schema_segments=segments)
+        return read_save(case=case, reader=reader, answers=read.answers if read else {}, submit=submit,
+                         base_version=base_version, confidence=read.confidence if read else None,
+                         free_text=read.free_text if read else "", segmentation=seg)
 
 
 def _specs_for(schema_segments: list[dict], labels) -> list[SegmentSpec]:

@@ -16,7 +16,7 @@ from annotation.segmentation import (
     referenced_series_uid,
     seg_segments,
 )
-from annotation.services.masks import _target_series
+from annotation.services.masks import target_series
 from annotation.services.projects import current_schema
 from annotation.services.reads import read_save
 from core.errors import OkapiError
@@ -60,7 +60,7 @@ def seg_attach_stored(instance, prepared, *, user, source: str) -> None:
     slot = slot or next((s for s in slots if s.case.series_id is None), slots[0])
     case = slot.case
     try:
-        _target_series(case, referenced)
+        target_series(case, referenced)
         schema = current_schema(case.project)
         allowed = [item["name"] for item in (schema.definition.get("segments", []) if schema else [])]
         if not allowed:

@@ -39,6 +39,16 @@ SUPPORTED_TRANSFER_SYNTAXES = {
 BULK_DATA_THRESHOLD = 1024  # binary values above this size are links, not inline base64
 
 # Attributes kept at study / series level for QIDO-RS answers (patient, study and series modules).
+# Objects stored beside images that hold no image of their own: segmentations and structured reports.
+NON_IMAGE_SOP_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
+    "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+})
+
 STUDY_TAGS = (
     "00080005 00080020 00080030 00080050 00080051 00080090 00080201 00081030 00081032 00100010 00100020 00100021 "
     "00100030 00100040 00101010 00101020 00101030 00102160 00104000 0020000D 00200010 00321032 00321060"

@@ -172,11 +172,11 @@ def test_schema_versions_and_refusals(make_campaign):
     p = campaign.project_id
     bad = lead.post(f"/api/v1/projects/{p}/schema", {"definition": {
         "questions": [{"key": "Bad Key", "type": "single_choice", "options": ["x"]},
-                      {"key": "s", "type": "ordinal", "min": 5, "max": 1}],
+                      {"key": "s", "type": "ordinal", "min": 5, "max": 1, "labels": ["low", "high"]}],
         "segments": [{"name": "Lesion", "color": "red"}]}}, format="json")
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_schema"
     assert set(bad.json()["detail"]) == {"questions[0].key", "questions[0].options", "questions[1].min",
-                                         "segments[0].color"}
+                                         "questions[1].labels", "segments[0].color"}
     good = lead.post(f"/api/v1/projects/{p}/schema", {"definition": {"questions": [
         {"key": "finding", "type": "yes_no"}]}}, format="json")
     assert good.status_code == 201 and good.json()["version"] == 2

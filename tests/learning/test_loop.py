@@ -96,6 +96,8 @@ def test_a_round_trains_scores_and_orders_next_case(xray_campaign, start_worker,
     assert r.status_code == 200, r.content
     bad = client.put(f"/api/v1/projects/{project.pk}/learning", {"target": "nope"}, format="json")
     assert bad.status_code == 400 and "target" in bad.json()["detail"]
+    bad = client.put(f"/api/v1/projects/{project.pk}/learning", {"model_config": [1, 2]}, format="json")
+    assert bad.status_code == 400 and "model_config" in bad.json()["detail"]
     start_worker("gpu")
     resp = client.post(f"/api/v1/projects/{project.pk}/rounds", {"budget": 8}, format="json")
     assert resp.status_code == 202, resp.content

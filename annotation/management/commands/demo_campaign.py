@@ -6,6 +6,7 @@ from django.db.models import Exists, OuterRef
 
 from annotation.models import Project
 from annotation.services.projects import cases_add, member_add, project_create
+from imaging.dicom.instance import NON_IMAGE_SOP_CLASSES
 from imaging.models import Instance, Study
 
 NAME = "Demo campaign"
@@ -21,9 +22,6 @@ SCHEMA = {
     "free_text": True,
     "confidence": {"min": 1, "max": 5},
 }
-NON_IMAGE = {  # SEG and SR objects: not cases of their own
-   "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.22",
-                          "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34"}
 
 
 class Command(BaseCommand):
@@ -46,7 +44,7 @@ class Command(BaseCommand):
                 member_add(project=project, user=lead, member=users[name], role="radiologist")
         if "scientist" in users:
             member_add(project=project, user=lead, member=users["scientist"], role="data_scientist")
-        images = Instance.objects.filter(series__study=OuterRef("pk")).exclude(sop_class_uid__in=NON_IMAGE)
+        images = Instance.objects.filter(series__study=OuterRef("pk")).exclude(sop_class_uid__in=NON_IMAGE_SOP_CLASSES)
         studies = list(Study.objects.filter(Exists(images)).order_by("created_at", "id")
                        .values_list("study_uid", flat=True)[:30])
         Study.objects.filter(study_uid__in=studies, owner__isnull=True).update(owner=lead)
