@@ -316,7 +316,8 @@ def _number_of_planes(ds: Dataset) -> int:
     return int(ds.get("NumberOfFrames", 1) or 1)
 
 
-def _floats(value, n: int) -> np.ndarray | None:
+def finite_floats(value, n: int) -> np.ndarray | None:
+    """A DICOM multi-value as ``n`` finite floats, or None when it is missing, short or not numbers."""
     try:
         array = np.asarray([float(v) for v in value], dtype=float)
     except (TypeError, ValueError):
@@ -332,9 +333,9 @@ def _plane_geometry(ds: Dataset, frame_index: int | None = None):
     """
     if frame_index is None and "PerFrameFunctionalGroupsSequence" not in ds:
         return (
-            _floats(ds.get("ImagePositionPatient") or [], 3),
-            _floats(ds.get("ImageOrientationPatient") or [], 6),
-            _floats(ds.get("PixelSpacing") or [], 2),
+            finite_floats(ds.get("ImagePositionPatient") or [], 3),
+            finite_floats(ds.get("ImageOrientationPatient") or [], 6),
+            finite_floats(ds.get("PixelSpacing") or [], 2),
         )
     groups = []
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -346,7 +347,7 @@ def _plane_geometry(ds: Dataset, frame_index: int | None = None):
         for group in groups:
             items = group.get(sequence) or []
             if items and keyword in items[0]:
-                return _floats(items[0].get(keyword) or [], n)
+                return finite_floats(items[0].get(keyword) or [], n)
         return None
 
     position = find("PlanePositionSequence", "ImagePositionPatient", 3)
@@ -354,10 +355,10 @@ def _plane_geometry(ds: Dataset, frame_index: int | None = None):
     spacing = find("PixelMeasuresSequence", "PixelSpacing", 2)
     # A multi-frame image whose frames share the top-level attributes (legacy multi-frame)
     if position is None and orientation is None:
-        position = _floats(ds.get("ImagePositionPatient") or [], 3)
-        orientation = _floats(ds.get("ImageOrientationPatient") or [], 6)
+        position = finite_floats(ds.get("ImagePositionPatient") or [], 3)
+        orientation = finite_floats(ds.get("ImageOrientationPatient") or [], 6)
     if spacing is None:
-        spacing = _floats(ds.get("PixelSpacing") or [], 2)
+        spacing = finite_floats(ds.get("PixelSpacing") or [], 2)
     return position, orientation, spacing
 
 

@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 from pydicom.dataset import Dataset
 
-from annotation.segmentation import InvalidSegmentation, sort_source_datasets
+from annotation.segmentation import InvalidSegmentation, finite_floats, sort_source_datasets
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ORIENTATION_TOLERANCE = 1e-4
@@ -85,14 +85,6 @@ class Volume:
         }
 
 
-def _floats(value, n: int) -> np.ndarray | None:
-    try:
-        array = np.asarray([float(v) for v in value], dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return array if array.shape == (n,) and np.all(np.isfinite(array)) else None
-
-
 def _groups(ds: Dataset, frame: int) -> list[Dataset]:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     groups = [per_frame[frame]] if frame < len(per_frame) else []
@@ -126,11 +118,11 @@ def _planes(stack: list[Dataset]) -> list[_Plane]:
         planes = []
         for frame in range(int(ds.get("NumberOfFrames", 1) or 1)):
             groups = _groups(ds, frame)
-            position = _floats(_find(groups, "PlanePositionSequence", "ImagePositionPatient") or
+            position = finite_floats(_find(groups, "PlanePositionSequence", "ImagePositionPatient") or
                                ds.get("ImagePositionPatient") or [], 3)
-            orientation = _floats(_find(groups, "PlaneOrientationSequence", "ImageOrientationPatient") or
+            orientation = finite_floats(_find(groups, "PlaneOrientationSequence", "ImageOrientationPatient") or
                                   ds.get("ImageOrientationPatient") or [], 6)
-            spacing = _floats(_find(groups, "PixelMeasuresSequence", "PixelSpacing") or
+            spacing = finite_floats(_find(groups, "PixelMeasuresSequence", "PixelSpacing") or
                               ds.get("PixelSpacing") or [], 2)
             slope = _find(groups, "PixelValueTransformationSequence", "RescaleSlope")
             intercept = _find(groups, "PixelValueTransformationSequence", "RescaleIntercept")
@@ -139,8 +131,8 @@ def _planes(stack: list[Dataset]) -> list[_Plane]:
                                  float(intercept if intercept not in (None, "") else
                                        ds.get("RescaleIntercept", 0) or 0)))
         return planes
-    return [_Plane(i, None, _floats(ds.get("ImagePositionPatient") or [], 3),
-                   _floats(ds.get("ImageOrientationPatient") or [], 6), _floats(ds.get("PixelSpacing") or [], 2),
+    return [_Plane(i, None, finite_floats(ds.get("ImagePositionPatient") or [], 3),
+                   finite_floats(ds.get("ImageOrientationPatient") or [], 6), finite_floats(ds.get("PixelSpacing") or [], 2),
                    float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
             for i, ds in enumerate(stack)]
 
