@@ -7,7 +7,9 @@ from annotation.models import (
     Assignment,
     Case,
     LabelSchema,
+    MaskConsensus,
     Membership,
+    OrdinalConsensus,
     Project,
     ProjectRole,
     Read,
@@ -38,8 +40,8 @@ class ProjectCreateSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True)
     reads_per_case = serializers.IntegerField(required=False)
     agreement_threshold = serializers.FloatField(required=False)
-    ordinal_consensus = serializers.ChoiceField(choices=["median", "mean"], required=False)
-    mask_consensus = serializers.ChoiceField(choices=["staple", "majority"], required=False)
+    ordinal_consensus = serializers.ChoiceField(choices=OrdinalConsensus.choices, required=False)
+    mask_consensus = serializers.ChoiceField(choices=MaskConsensus.choices, required=False)
     claim_minutes = serializers.IntegerField(required=False)
     schema = serializers.JSONField(required=False, help_text="the first label schema version")
 

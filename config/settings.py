@@ -277,6 +277,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "state" or "role": one named enum each in the schema
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStateEnum": "annotation.models.CaseState", "ClaimStateEnum": "annotation.models.ClaimState",
+        "ReadStateEnum": "annotation.models.ReadState", "JobStateEnum": "core.models.JobState",
+        "ProjectRoleEnum": "annotation.models.ProjectRole", "RoleEnum": "core.models.Role",
+    },
 }
 CORS_ALLOWED_ORIGINS = env_list("OKAPI_CORS_ORIGINS")
 CORS_URLS_REGEX = r"^/(dicomweb|api)/.*$"

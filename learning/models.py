@@ -27,11 +27,6 @@ class LearningConfig(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
 
-class VersionState(models.TextChoices):
-    READY = "ready", "Ready"
-    FAILED = "failed", "Failed"
-
-
 class ModelVersion(models.Model):
     """One training run's result, immutable once written. Created only when training has finished; promoted
     (the project's current model) only when its validation metric is recorded. One version per training job,
