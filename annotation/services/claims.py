@@ -45,28 +45,35 @@ def is_reader(project: Project, user: User) -> bool:
 
 
 def _take(case: Case, reader: User, *, now, expires_at, assigned_by: User | None = None) -> Assignment:
-    """Give ``reader`` a slot on a locked case (renewing their own earlier, expired or released, claim)."""
-    assignment, _ = Assignment.objects.update_or_create(
-        case=case, reader=reader,
-        defaults={"state": ClaimState.CLAIMED, "claimed_at": now, "expires_at": expires_at,
-                  "assigned_by": assigned_by, "submitted_at": None},
-    )
+    """Give ``reader`` a slot on a locked case (renewing their own earlier, expired or released, claim).
+
+    One ``INSERT ... ON CONFLICT (case, reader) DO UPDATE`` statement: the claim is the hot path of reading."""
+    assignment = Assignment(case=case, reader=reader, state=ClaimState.CLAIMED, claimed_at=now,
+                            expires_at=expires_at, assigned_by=assigned_by, submitted_at=None)
+    Assignment.objects.bulk_create(
+        [assignment], update_conflicts=True, unique_fields=["case", "reader"],
+        update_fields=["state", "claimed_at", "expires_at", "assigned_by", "submitted_at"])
+    if assignment.pk is None:  # a database that cannot return ids from an upsert
+        assignment.pk = Assignment.objects.values_list("pk", flat=True).get(case=case, reader=reader)
     return assignment
 
 
 def _open_claim(project: Project, reader: User, now) -> Assignment | None:
     """The reader's unfinished claim in the project, if any: "next case" resumes it rather than piling up."""
-    return (Assignment.objects.select_related("case").filter(
+    return (Assignment.objects.select_related("case__study", "case__series").filter(
         case__project=project, reader=reader, state=ClaimState.CLAIMED, case__state=CaseState.OPEN)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .order_by("case__priority", "case_id").first())
 
 
-def case_claim_next(*, project: Project, reader: User) -> Assignment | None:
+def case_claim_next(*, project: Project, reader: User, roles: set[str] | None = None) -> Assignment | None:
     """The highest-ranked case that still needs a read from ``reader``, claimed for ``project.claim_minutes``;
     None when there is nothing left for them. When several readers pull at once, randomises only among the top
-    few lockable cases, so they spread over the head of the ranking instead of queueing on one row."""
-    if not is_reader(project, reader):
+    few lockable cases, so they spread over the head of the ranking instead of queueing on one row.
+
+    ``roles``: the reader's roles in the project when the caller has them already (saves a query). The
+    assignment comes back with its case (study, series, project) and reader loaded."""
+    if not (ProjectRole.RADIOLOGIST in roles if roles is not None else is_reader(project, reader)):
         raise OkapiError("not_a_reader", "you are not a reader (radiologist) of this project", status=403)
     now = timezone.now()
     with transaction.atomic():
@@ -74,6 +81,7 @@ def case_claim_next(*, project: Project, reader: User) -> Assignment | None:
         User.objects.select_for_update().filter(pk=reader.pk).first()
         current = _open_claim(project, reader, now)
         if current is not None:
+            current.case.project, current.reader = project, reader
             return current
         mine = Assignment.objects.filter(case=OuterRef("pk"), reader=reader, state=ClaimState.SUBMITTED)
         taken = Assignment.objects.filter(active_slot_q(now), case=OuterRef("pk"))
@@ -122,14 +130,15 @@ def _probe(pk: int, project: Project, reader: User, now, *, wait: bool):
 
 def _lock(pk: int, *, wait: bool) -> Case | None:
     """The open case row, locked; None if it is closed, or (without ``wait``) locked by someone else."""
-    qs = Case.objects.filter(pk=pk, state=CaseState.OPEN)
+    qs = Case.objects.select_related("study", "series").filter(pk=pk, state=CaseState.OPEN)
     if connection.features.has_select_for_update_skip_locked:
-        qs = qs.select_for_update(skip_locked=not wait)
+        qs = qs.select_for_update(skip_locked=not wait, of=("self",))  # the case row only, not its study
     return qs.first()
 
 
 def _claim(project: Project, case: Case, reader: User, now) -> Assignment:
     assignment = _take(case, reader, now=now, expires_at=now + timedelta(minutes=project.claim_minutes))
+    case.project = project
     send_event_on_commit(group_for("project", project.pk), {"type": "claim", "case": case.pk,
                                                             "reader": reader.username})
     return assignment
@@ -144,7 +153,7 @@ def _count(subquery):
 @transaction.atomic
 def case_assign(*, case: Case, reader: User, lead: User) -> Assignment:
     """A lead gives ``reader`` a slot on ``case`` by hand (it does not expire)."""
-    case = Case.objects.select_for_update().select_related("project").get(pk=case.pk)
+    case = Case.objects.select_for_update(of=("self",)).select_related("project").get(pk=case.pk)
     if not is_reader(case.project, reader):
         raise OkapiError("invalid", f"{reader.username} is not a reader (radiologist) of this project",
                          detail={"reader": reader.username})

@@ -99,7 +99,7 @@ def case_adjudicate(*, case: Case, adjudicator: User, answers: dict | None = Non
                     note: str = "") -> Adjudication:
     """An adjudicator (or lead) decides a case that has all its reads: their answers, or one reader's read,
     become the consensus, recorded with source "adjudication"."""
-    case = Case.objects.select_for_update().select_related("project", "study").get(pk=case.pk)
+    case = Case.objects.select_for_update(of=("self",)).select_related("project", "study").get(pk=case.pk)
     if not project_roles(adjudicator, case.project_id) & {ProjectRole.ADJUDICATOR, ProjectRole.LEAD}:
         raise OkapiError("forbidden", "only an adjudicator or lead of this project may adjudicate", status=403)
     if case.state == CaseState.OPEN:

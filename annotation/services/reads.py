@@ -6,6 +6,7 @@ the case row, so a submission and the case's consensus are decided one at a time
 """
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from annotation.models import (
@@ -14,12 +15,14 @@ from annotation.models import (
     CaseState,
     ClaimState,
     LabelSchema,
+    Membership,
+    ProjectRole,
     Read,
     ReadState,
     ReadVersion,
 )
 from annotation.schema import SchemaError, validate_read
-from annotation.services.claims import is_reader, slots_taken
+from annotation.services.claims import slots_taken
 from annotation.services.consensus import case_evaluate
 from annotation.services.projects import current_schema
 from core.audit import audit_record
@@ -57,8 +60,11 @@ def read_save(*, case: Case, reader: User, answers: dict, submit: bool, base_ver
                          detail={"time_spent_seconds": f"seconds from 0 to {MAX_SECONDS_PER_SAVE}"})
     now = timezone.now()
     with transaction.atomic():
-        case = Case.objects.select_for_update().select_related("project", "study").get(pk=case.pk)
-        if not is_reader(case.project, reader):
+        case = (Case.objects.select_for_update(of=("self",)).select_related("project", "study")
+                .annotate(_reader=Exists(Membership.objects.filter(project=OuterRef("project_id"), user=reader,
+                                                                   role=ProjectRole.RADIOLOGIST)))
+                .get(pk=case.pk))
+        if not case._reader:
             raise OkapiError("not_a_reader", "you are not a reader (radiologist) of this project", status=403)
         if case.state == CaseState.CONSENSUS:
             raise OkapiError("case_closed", "this case has its consensus: reads can no longer change", status=409)
