@@ -5,9 +5,11 @@ temporary file, so that a body of any size costs a fixed amount of memory.
 """
 
 import os
+import queue
 import re
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 CHUNK = 1024 * 1024
@@ -38,6 +40,11 @@ def read_parts(stream, content_type: str, *, temp_file, max_part_bytes: int) -> 
 
     A part over ``max_part_bytes`` is dropped (path None, error set) without stopping the others. The caller
     owns the files. Tolerates a preamble (OHIF sends a leading CRLF) and a quoted boundary.
+
+    The body is read in 1 MiB chunks; ``buffer[pos:]`` is what is not consumed yet. Part bodies are written
+    from memoryview slices and each search starts where the last one stopped, so every byte is copied about
+    once (a part is often a few hundred kB: re-slicing the rest of the chunk for each one cost more than the
+    write itself).
     """
     main, params = media_params(content_type)
     if not main.startswith("multipart/"):
@@ -46,57 +53,60 @@ def read_parts(stream, content_type: str, *, temp_file, max_part_bytes: int) -> 
     if not boundary:
         raise MultipartError("the multipart Content-Type has no boundary parameter")
     delimiter = b"\r\n--" + boundary.encode("latin-1")
+    keep = len(delimiter) - 1  # a delimiter may straddle two chunks: keep this much unwritten
     buffer = b"\r\n"  # lets a body that starts directly with the delimiter match like the others
+    pos = 0
     eof = False
 
     def fill() -> bool:
-        nonlocal buffer, eof
+        nonlocal buffer, pos, eof
         if eof:
             return False
         chunk = stream.read(CHUNK)
         if not chunk:
             eof = True
             return False
-        buffer += chunk
+        buffer = buffer[pos:] + chunk if pos < len(buffer) else chunk
+        pos = 0
         return True
 
-    while (pos := buffer.find(delimiter)) < 0:  # skip the preamble
-        buffer = buffer[-len(delimiter):]
+    while (found := buffer.find(delimiter, pos)) < 0:  # skip the preamble
+        pos = max(pos, len(buffer) - keep)
         if not fill():
             raise MultipartError("no multipart boundary found in the body")
-    buffer = buffer[pos + len(delimiter):]
+    pos = found + len(delimiter)
     while True:
-        while len(buffer) < 2 and fill():
+        while len(buffer) - pos < 2 and fill():
             pass
-        if buffer.startswith(b"--"):
+        if buffer.startswith(b"--", pos):
             return
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
-            if len(buffer) > 64 * 1024 or not fill():
+        while (end := buffer.find(b"\r\n\r\n", pos)) < 0:
+            if len(buffer) - pos > 64 * 1024 or not fill():
                 raise MultipartError("a part's headers are malformed or never end")
-        headers = _headers(buffer[:end])
-        buffer = buffer[end + 4:]
+        headers = _headers(buffer[pos:end])
+        pos = end + 4
         part_type = headers.get("content-type", "application/octet-stream")
         fd, path = temp_file()
         size, dropped, closed = 0, "", False
         try:
             with os.fdopen(fd, "wb") as out:
+                search = pos
                 while True:
-                    found = buffer.find(delimiter)
-                    if found >= 0:
-                        data, buffer = buffer[:found], buffer[found + len(delimiter):]
-                    else:
-                        keep = len(delimiter) - 1
-                        data, buffer = buffer[:-keep] if len(buffer) > keep else b"", buffer[-keep:]
-                    size += len(data)
+                    found = buffer.find(delimiter, search)
+                    stop = found if found >= 0 else max(pos, len(buffer) - keep)
+                    size += stop - pos
                     if size > max_part_bytes:
                         dropped = f"part of more than {max_part_bytes} bytes is over the limit (OKAPI_MAX_INSTANCE_BYTES)"
-                    elif data:
-                        out.write(data)
+                    elif stop > pos:
+                        out.write(memoryview(buffer)[pos:stop])
                     if found >= 0:
+                        pos = found + len(delimiter)
                         closed = True
                         break
+                    pos = stop
                     if not fill():
                         break
+                    search = 0  # fill() moved the unconsumed rest to the start
         except BaseException:
             os.unlink(path)
             raise
@@ -108,6 +118,61 @@ def read_parts(stream, content_type: str, *, temp_file, max_part_bytes: int) -> 
             yield Part(part_type, None, size, dropped)
         else:
             yield Part(part_type, path, size)
+
+
+def read_ahead(items: Iterable, *, depth: int, discard: Callable[[object], None]) -> Iterator:
+    """``items`` in order, produced by a thread up to ``depth`` ahead of the consumer.
+
+    STOW-RS uses it to read and spool the next parts of a body while the request thread indexes the previous
+    ones (waiting on the database), instead of doing one after the other. An exception from ``items`` is raised
+    here, in order. If the consumer stops early, the thread is told to stop, and ``discard`` is called on every
+    item it made that was never handed over (their temporary files)."""
+    buffered: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffered.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                else:
+                    discard(item)
+                    return
+            outcome = ("end", done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            outcome = ("error", exc)
+        while not stop.is_set():
+            try:
+                buffered.put(outcome, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=produce, name="okapi-stow-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = buffered.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        while True:
+            try:
+                kind, value = buffered.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "item":
+                discard(value)
 
 
 def _headers(block: bytes) -> dict[str, str]:

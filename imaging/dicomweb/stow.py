@@ -7,7 +7,7 @@ from django.conf import settings
 from core.errors import OkapiError
 from imaging import storage
 from imaging.dicomweb.common import dicomweb_root, json_response
-from imaging.dicomweb.multipart import MultipartError, media_params, read_parts
+from imaging.dicomweb.multipart import MultipartError, media_params, read_ahead, read_parts
 from imaging.services.ingest import STATUS_ELEMENTS_DISCARDED, IngestResult, ingest_files
 
 
@@ -46,6 +46,14 @@ def store_response(results: list[IngestResult], base: str, study_uid: str | None
     return json_response(body, status=status, headers=headers)
 
 
+READ_AHEAD_PARTS = 4
+
+
+def _discard_part(part) -> None:
+    if part.path and os.path.exists(part.path):
+        os.unlink(part.path)
+
+
 def _body_stream(request):
     """The request body as a stream. Django's WSGI request reads nothing of a chunked body (it trusts
     Content-Length only), so such a body is read from the server's own input, which ends where the body does;
@@ -70,8 +78,11 @@ def stow(request, study_uid: str | None = None):
 
     def dicom_parts():
         """Parts as they arrive; the ones that cannot be DICOM are answered at once."""
-        for index, part in enumerate(read_parts(_body_stream(request), content_type, temp_file=storage.temp_file,
-                                                max_part_bytes=settings.OKAPI_MAX_INSTANCE_BYTES), start=1):
+        parts = read_parts(_body_stream(request), content_type, temp_file=storage.temp_file,
+                           max_part_bytes=settings.OKAPI_MAX_INSTANCE_BYTES)
+        # The body is read and spooled a few parts ahead, in a thread, while this one indexes (and waits on
+        # the database): the two overlap instead of taking turns.
+        for index, part in enumerate(read_ahead(parts, depth=READ_AHEAD_PARTS, discard=_discard_part), start=1):
             name = f"part {index}"
             if part.path is None:
                 results.append(IngestResult("rejected", name, reason=part.error, code="too_large"))

@@ -314,10 +314,30 @@ def test_hybrid_explores_regions_the_labelled_set_has_not_covered():
     probs = np.tile([0.6, 0.4], (len(X), 1))
     probs[blob == 0] = [0.5, 0.5]  # the model is most uncertain inside the already-labelled blob
     labelled = X[blob == 0][:10]
-    ranking = select_hybrid(probs, X, labelled, 5, 0)
+    ranking = select_hybrid(probs, X, labelled, 5, 0, explore="kcenter")
     explored = ranking.order[[s == "explore" for s in ranking.sources]]
     assert np.all(blob[explored] != 0)
     assert "rare" not in ranking.sources  # no class prior: no rare share
+
+
+def test_hybrid_explores_by_default_with_a_uniform_sample_not_the_outliers():
+    X, blob, _ = blobs([100, 100, 3], seed=4)  # blob 2: three far-away outliers
+    probs = np.tile([0.6, 0.4], (len(X), 1))
+    labelled = X[blob == 0][:10]
+    outliers = kcenter = 0
+    for seed in range(20):
+        ranking = select_hybrid(probs, X, labelled, 10, seed)  # 2 explore, 8 uncertainty
+        explored = ranking.order[[s == "explore" for s in ranking.sources]]
+        assert len(explored) == 2 and len(set(ranking.order.tolist())) == 10
+        outliers += int(np.sum(blob[explored] == 2))
+        by_cover = select_hybrid(probs, X, labelled, 10, seed, explore="kcenter")
+        kcenter += int(np.sum(blob[by_cover.order[[s == "explore" for s in by_cover.sources]]] == 2))
+    assert kcenter >= 15  # coverage runs to the outliers first
+    assert outliers <= 6  # a uniform sample meets them at their share (3 of 203 cases: ~0.6 of 40 picks)
+    again = select_hybrid(probs, X, labelled, 10, 7)
+    assert again.order.tolist() == select_hybrid(probs, X, labelled, 10, 7).order.tolist()  # seeded
+    with pytest.raises(ValueError, match="explore"):
+        select_hybrid(probs, X, labelled, 10, 7, explore="outliers")
 
 
 def test_hybrid_budget_edges_and_interleaving():
