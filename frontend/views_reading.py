@@ -17,10 +17,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.signals import user_logged_out
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import SuspiciousFileOperation
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.dispatch import receiver
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
 from django.shortcuts import render
 from django.template import engines
@@ -201,6 +203,17 @@ def viewer_token(request) -> str:
                             expires_at=now + VIEWER_TOKEN_LIFETIME)
     request.session[SESSION_TOKEN_KEY] = {"id": row.pk, "raw": raw}
     return raw
+
+
+@receiver(user_logged_out)
+def revoke_viewer_token(sender, request, user, **kwargs) -> None:
+    """Logging out ends the viewer's token with the session: a copy left in a browser tab or on OHIF's URL
+    (a viewer on another origin) no longer opens anything."""
+    kept = request.session.get(SESSION_TOKEN_KEY) if request is not None else None
+    if kept and user is not None:
+        row = ApiToken.objects.filter(pk=kept["id"], user=user, revoked_at__isnull=True).first()
+        if row is not None:
+            token_revoke(token=row)
 
 
 def viewer_base(request) -> tuple[str, bool]:

@@ -39,10 +39,13 @@ SUPPORTED_TRANSFER_SYNTAXES = {
 BULK_DATA_THRESHOLD = 1024  # binary values above this size are links, not inline base64
 
 # Attributes kept at study / series level for QIDO-RS answers (patient, study and series modules).
-# Objects stored beside images that hold no image of their own: segmentations and structured reports.
-NON_IMAGE_SOP_CLASSES = frozenset({
+# Segmentations: what a reader (not a lead) may add to a study they read (a reader's SEG joins their read).
+SEGMENTATION_SOP_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
     "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
+})
+# Objects stored beside images that hold no image of their own: segmentations and structured reports.
+NON_IMAGE_SOP_CLASSES = SEGMENTATION_SOP_CLASSES | frozenset({
     "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
     "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
     "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR

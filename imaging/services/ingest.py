@@ -17,7 +17,14 @@ from core.audit import audit_record
 from core.models import Role
 from imaging import storage
 from imaging.access import can_see_study_pk
-from imaging.dicom.instance import SERIES_TAGS, STUDY_TAGS, InvalidInstance, first_value, pick
+from imaging.dicom.instance import (
+    SEGMENTATION_SOP_CLASSES,
+    SERIES_TAGS,
+    STUDY_TAGS,
+    InvalidInstance,
+    first_value,
+    pick,
+)
 from imaging.hooks import run_after_store
 from imaging.models import Instance, Series, Study
 from imaging.services.pool import prepare_many
@@ -268,6 +275,13 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
             else:
                 if user is not None and not can_see_study_pk(user, study_pk):
                     return _rejected(base, "permission_denied", "not permitted to store into this study")
+                if user is not None and not _may_create_study(user) and (
+                        parsed.sop_class_uid not in SEGMENTATION_SOP_CLASSES):
+                    # A reader adds their segmentation (annotation keeps it with their read, hidden from the
+                    # other readers); anything else would change the case every reader sees, or show one
+                    # reader's findings (an SR report) to the others.
+                    return _rejected(base, "permission_denied", "only project leads and administrators may add "
+                                     "images or reports to a study; readers store segmentations (DICOM SEG)")
                 now = timezone.now()
                 if found_series_pk is not None:  # one more instance: the counters go up in place
                     if found_series_study_pk != study_pk:

@@ -34,6 +34,23 @@ def _seg_bytes(study_uid: str, labels=("Lesion",)) -> tuple[bytes, np.ndarray]:
     return buffer.getvalue(), mask
 
 
+def _extra_image(study_uid: str) -> bytes:
+    """One of the study's CT slices again, as a new instance of a new series of the same study."""
+    from pydicom.uid import generate_uid
+
+    from imaging import storage
+    from imaging.models import Instance
+
+    inst = Instance.objects.filter(series__study__study_uid=study_uid, series__modality="CT").first()
+    with storage.open_file(inst.file) as fh:
+        ds = pydicom.dcmread(fh)
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def _stow(server: str, token: str, part: bytes) -> requests.Response:
     body, content_type = multipart_body([part])
     return requests.post(f"{server}/dicomweb/studies", data=body, timeout=60,
@@ -115,6 +132,11 @@ def test_a_seg_that_cannot_join_a_read_is_refused_and_nothing_is_kept(okapi_serv
     refused = _stow(okapi_server, token_for(a), wrong)
     assert refused.status_code == 409 and "Segment 1" in refused.headers["Warning"], refused.headers
     assert Instance.objects.count() == count and not Read.objects.filter(reader=a).exists()
+    # Anything but a segmentation from a reader (an extra image, a report): refused, it would change the case
+    # for every reader or show one reader's findings to the others.
+    refused = _stow(okapi_server, token_for(a), _extra_image(study))
+    assert refused.status_code == 409 and "readers store segmentations" in refused.headers["Warning"], refused.text
+    assert Instance.objects.count() == count
 
     # The project lead's SEG (say, an import of reference segmentations) is stored as it is, attached to nothing.
     lead_part, _ = _seg_bytes(study)

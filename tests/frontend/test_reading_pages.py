@@ -50,6 +50,26 @@ def test_the_viewer_config_carries_the_readers_own_token_and_okapis_dicomweb(cli
     assert re.search(r'token: "(okp_[^"]+)"', client.get("/viewer/app-config.js").content.decode()).group(1) == token
 
 
+def test_logging_out_revokes_the_viewers_token(client, make_user):
+    from core.auth import user_for_token
+    from core.models import ApiToken
+
+    reader = make_user("radiologist", "reader")
+    client.force_login(reader)
+    token = re.search(r'token: "(okp_[^"]+)"', client.get("/viewer/app-config.js").content.decode()).group(1)
+    other = make_user("radiologist", "other")
+    from core.auth import token_create
+
+    _, own_script_token = token_create(user=reader, name="a script")  # tokens made by hand are not touched
+    assert client.get("/dicomweb/studies", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    client.post("/accounts/logout/")
+    assert user_for_token(token) is None
+    assert client.get("/dicomweb/studies", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    assert user_for_token(own_script_token) == reader
+    assert ApiToken.objects.filter(user=reader, name="viewer (browser session)", revoked_at__isnull=False).count() == 1
+    assert not ApiToken.objects.filter(user=other).exists()
+
+
 def test_the_viewer_files_and_ohifs_routes(client, make_user, site):
     reader = make_user("radiologist", "reader")
     route = "/viewer/segmentation?StudyInstanceUIDs=1.2.3"
