@@ -197,6 +197,8 @@ OKAPI_WEB_THREADS = env_int("OKAPI_WEB_THREADS", 16)
 
 # Worker processes that parse incoming DICOM while the web thread indexes (1: parse in the request thread).
 OKAPI_INGEST_PROCESSES = env_int("OKAPI_INGEST_PROCESSES", min(os.cpu_count() or 1, 4))
+# Instances of one STOW-RS request / import indexed per transaction (one commit for the group; 1: each alone)
+OKAPI_INGEST_GROUP = env_int("OKAPI_INGEST_GROUP", 32)
 
 # --- limits and DICOM ------------------------------------------------------------------------------------------
 OKAPI_MAX_UPLOAD_BYTES = env_int("OKAPI_MAX_UPLOAD_BYTES", 2 * 1024**3)  # one request (STOW body, upload)

@@ -21,6 +21,11 @@ def _is_local() -> bool:
     return isinstance(default_storage, FileSystemStorage)
 
 
+def is_local() -> bool:
+    """Files on disk (not object storage): a file put there can be taken back (:func:`take_back`)."""
+    return _is_local()
+
+
 def local_path(key: str) -> str | None:
     """Filesystem path of a stored file, or None on object storage."""
     return default_storage.path(key) if _is_local() else None
@@ -52,6 +57,17 @@ def put_file(source: str, key: str, *, move: bool) -> None:
         default_storage.bucket.upload_fileobj(fh, default_storage._normalize_name(key))
     if move:
         _unlink(source)
+
+
+def take_back(key: str, source: str, *, moved: bool) -> None:
+    """Undo :func:`put_file` (a transaction that stored several files failed): a moved file goes back to
+    ``source``, a copy is deleted."""
+    if moved and _is_local():
+        os.replace(default_storage.path(key), source)
+    elif not moved:
+        delete_file(key)
+    else:
+        raise RuntimeError("a file moved into object storage cannot be taken back")
 
 
 def delete_file(key: str) -> None:

@@ -5,11 +5,9 @@ temporary file, so that a body of any size costs a fixed amount of memory.
 """
 
 import os
-import queue
 import re
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 CHUNK = 1024 * 1024
@@ -118,61 +116,6 @@ def read_parts(stream, content_type: str, *, temp_file, max_part_bytes: int) -> 
             yield Part(part_type, None, size, dropped)
         else:
             yield Part(part_type, path, size)
-
-
-def read_ahead(items: Iterable, *, depth: int, discard: Callable[[object], None]) -> Iterator:
-    """``items`` in order, produced by a thread up to ``depth`` ahead of the consumer.
-
-    STOW-RS uses it to read and spool the next parts of a body while the request thread indexes the previous
-    ones (waiting on the database), instead of doing one after the other. An exception from ``items`` is raised
-    here, in order. If the consumer stops early, the thread is told to stop, and ``discard`` is called on every
-    item it made that was never handed over (their temporary files)."""
-    buffered: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffered.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                else:
-                    discard(item)
-                    return
-            outcome = ("end", done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            outcome = ("error", exc)
-        while not stop.is_set():
-            try:
-                buffered.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    thread = threading.Thread(target=produce, name="okapi-stow-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = buffered.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        while True:
-            try:
-                kind, value = buffered.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "item":
-                discard(value)
 
 
 def _headers(block: bytes) -> dict[str, str]:

@@ -5,9 +5,10 @@ import os
 from django.conf import settings
 
 from core.errors import OkapiError
+from core.streams import read_ahead
 from imaging import storage
 from imaging.dicomweb.common import dicomweb_root, json_response
-from imaging.dicomweb.multipart import MultipartError, media_params, read_ahead, read_parts
+from imaging.dicomweb.multipart import MultipartError, media_params, read_parts
 from imaging.services.ingest import STATUS_ELEMENTS_DISCARDED, IngestResult, ingest_files
 
 

@@ -4,6 +4,7 @@ Each file is parsed once; a bad file is rejected with its reason and nothing of 
 (same SOP Instance UID, same bytes) is a no-op; storing the file and indexing it happen together or not at all.
 """
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from core.audit import audit_record
 from core.models import Role
+from core.streams import read_ahead
 from imaging import storage
 from imaging.access import can_see_study_pk
 from imaging.dicom.instance import (
@@ -114,10 +116,80 @@ def ingest_files(items: Iterable[tuple[str, str]], *, user=None, source: str, co
             originals[name] = path
             yield path, name
 
-    for prepared in prepare_many(remember(items), prepare_config(deidentify)):
-        result = ingest_prepared(prepared, user=user, source=source, consume=consume,
-                                 expected_study_uid=expected_study_uid, request=request, detail=detail)
-        yield originals.pop(prepared.name, prepared.path), result
+    common = {"user": user, "source": source, "consume": consume, "expected_study_uid": expected_study_uid,
+              "request": request, "detail": detail}
+    size = max(1, settings.OKAPI_INGEST_GROUP) if storage.is_local() else 1
+    prepared_files = prepare_many(remember(items), prepare_config(deidentify))
+    if size > 1:  # parsing goes on in the worker processes while a group is written
+        prepared_files = read_ahead(prepared_files, depth=size, discard=_discard_prepared)
+    for chunk in _chunks(prepared_files, size):
+        results = _ingest_group(chunk, **common) if len(chunk) > 1 else [ingest_prepared(chunk[0], **common)]
+        for prepared, result in zip(chunk, results, strict=True):
+            yield originals.pop(prepared.name, prepared.path), result
+
+
+def _discard_prepared(prepared: Prepared) -> None:
+    if prepared.rewritten and os.path.exists(prepared.path):
+        os.unlink(prepared.path)
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of up to ``size`` items. If ``items`` raises (a STOW-RS body that breaks), what was taken before
+    is handed over first and the error raised after, so that nothing already received is dropped."""
+    chunk: list = []
+    iterator = iter(items)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            break
+        except BaseException as exc:
+            if chunk:
+                yield chunk
+            raise exc
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _ingest_group(chunk: list[Prepared], **common) -> list[IngestResult]:
+    """Index and store several prepared files in one transaction: one commit (one WAL flush) for the group
+    instead of one per instance, which was a third of an instance's time on PostgreSQL.
+
+    All or nothing: if anything goes wrong for any file of the group (a concurrent ingest of the same
+    instance, a conflict, a hook refusing a SEG, a database error), the transaction is rolled back, the files
+    already put into storage are taken back, and the group is ingested again one file at a time, each in its
+    own transaction, exactly as without grouping. Results are given out only after the commit."""
+    placed: list[tuple[str, str, bool]] = []  # (storage key, source path, moved)
+    try:
+        with transaction.atomic():
+            results = [_ingest_in_group(prepared, placed, **common) for prepared in chunk]
+    except Exception:  # noqa: BLE001 - any failure: the slow, exact path decides for each file
+        log.info("a group of %d instances could not be stored together; storing them one by one", len(chunk))
+        for key, path, moved in reversed(placed):
+            storage.take_back(key, path, moved=moved)
+        return [ingest_prepared(prepared, **common) for prepared in chunk]
+    for prepared in chunk:
+        if prepared.rewritten and os.path.exists(prepared.path):
+            os.unlink(prepared.path)  # a rewritten copy that was not moved into storage
+    return results
+
+
+def _ingest_in_group(prepared: Prepared, placed: list, *, user, source, consume, expected_study_uid, request,
+                     detail) -> IngestResult:
+    """One file of a group: a result for what ingest refuses without writing, an exception for anything else."""
+    if prepared.error:
+        return IngestResult("rejected", prepared.name, sop_instance_uid=prepared.sop_instance_uid,
+                            sop_class_uid=prepared.sop_class_uid, reason=prepared.error, code=prepared.error_code)
+    base = _base_result(prepared)
+    if expected_study_uid and prepared.study_uid != expected_study_uid:
+        return _wrong_study(base, prepared, expected_study_uid)
+    extra = (detail or {}) | ({"deid": prepared.deid_report} if prepared.deid_report else {})
+    return _store_once(prepared, base, user=user, source=source, move=prepared.rewritten or consume,
+                       request=request, ip=None, detail=extra, placed=placed)
 
 
 def ingest_prepared(prepared: Prepared, *, user=None, source: str, consume: bool = False,
@@ -154,14 +226,22 @@ def _may_create_study(user) -> bool:
     return user is None or user.is_admin or user.role == Role.LEAD
 
 
-def _index_and_store(prepared: Prepared, *, user, source, move, expected_study_uid, request, ip,
-                     detail) -> IngestResult:
-    base = IngestResult("stored", prepared.name, sop_instance_uid=prepared.sop_instance_uid,
+def _base_result(prepared: Prepared) -> IngestResult:
+    return IngestResult("stored", prepared.name, sop_instance_uid=prepared.sop_instance_uid,
                         sop_class_uid=prepared.sop_class_uid, study_uid=prepared.study_uid,
                         series_uid=prepared.series_uid, repairs=prepared.repairs)
+
+
+def _wrong_study(base: IngestResult, prepared: Prepared, expected_study_uid: str) -> IngestResult:
+    return _rejected(base, "wrong_study", f"the instance belongs to study {prepared.study_uid}, "
+                     f"not to {expected_study_uid} named in the request")
+
+
+def _index_and_store(prepared: Prepared, *, user, source, move, expected_study_uid, request, ip,
+                     detail) -> IngestResult:
+    base = _base_result(prepared)
     if expected_study_uid and prepared.study_uid != expected_study_uid:
-        return _rejected(base, "wrong_study", f"the instance belongs to study {prepared.study_uid}, "
-                         f"not to {expected_study_uid} named in the request")
+        return _wrong_study(base, prepared, expected_study_uid)
     for attempt in range(3):
         try:
             return _store_once(prepared, base, user=user, source=source, move=move, request=request, ip=ip,
@@ -235,12 +315,14 @@ def _execute(sql: str, params: list) -> None:
 
 
 def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, request, ip, detail,
-                first_try: bool = True) -> IngestResult:
+                first_try: bool = True, placed: list | None = None) -> IngestResult:
+    """Index and store one instance in its own transaction; or, with ``placed`` (a group's), inside the
+    caller's transaction, recording the file put into storage there so that the caller can take it back."""
     parsed, meta, sha, path = prepared, prepared.meta, prepared.sha256, prepared.path
     key = storage.instance_key(parsed.study_uid, parsed.series_uid, parsed.sop_instance_uid)
     stored_file = False
     try:
-        with transaction.atomic():
+        with transaction.atomic() if placed is None else contextlib.nullcontext():
             (existing_sha, existing_series, existing_study, existing_study_pk, study_pk, study_modalities,
              found_series_pk, found_series_study_pk, found_series_modality) = _fetch(
                 _LOOKUP_SQL, [parsed.sop_instance_uid, parsed.study_uid, parsed.series_uid])
@@ -323,12 +405,14 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
             run_after_store(instance, prepared, user=user, source=source)  # e.g. a reader's SEG joins their read
             storage.put_file(path, key, move=move)
             stored_file = True
+            if placed is not None:
+                placed.append((key, path, move))
             audit_record(user=user, action="store", object_type="instance", object_id=parsed.sop_instance_uid,
                          study_uid=parsed.study_uid, request=request, ip=ip,
                          detail={"source": source, "name": base.name, "series_uid": parsed.series_uid,
                                  **({"repairs": base.repairs} if base.repairs else {}), **detail})
     except BaseException:
-        if stored_file:
+        if stored_file and placed is None:
             storage.delete_file(key)
         raise
     return base

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from imaging.dicomweb.multipart import MultipartError, closing, frame_part, read_ahead, read_parts
+from core.streams import read_ahead
+from imaging.dicomweb.multipart import MultipartError, closing, frame_part, read_parts
 
 BOUNDARY = "b0undary-okapi"
 CTYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'

@@ -103,6 +103,41 @@ def test_a_different_copy_of_a_stored_instance_does_not_replace_it(stow, ts_dir)
     assert Instance.objects.count() == 1
 
 
+def test_a_failure_inside_a_group_transaction_leaves_the_others_stored_and_nothing_of_it(stow, ts_dir):
+    """Instances of one request are indexed in groups, one transaction each; a failure in the middle of one
+    (here: a new study naming a series that already belongs to another study) rolls the group back, takes its
+    files back out of storage, and stores the group again one instance at a time."""
+    from imaging.models import Series
+
+    def encoded(ds) -> bytes:
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        return buffer.getvalue()
+
+    def new(i: int):
+        return synthetic_study(ts_dir / "1.dcm", patient_name=f"G^{i}", patient_id=f"G{i}", accession=f"G{i}",
+                               study_date="20240101", description="group")
+
+    first = new(0)
+    assert stow([encoded(first)]).status_code == 200
+    before = _stored_files()
+    thief = new(9)
+    thief.SeriesInstanceUID = first.SeriesInstanceUID  # claims a series of another study
+    others = [new(i) for i in (1, 2, 3)]
+    response = stow([encoded(others[0]), encoded(others[1]), encoded(thief), encoded(others[2])])
+    assert response.status_code == 202, response.text
+    body = response.json()
+    stored = [item["00081155"]["Value"][0] for item in body["00081199"]["Value"]]
+    assert stored == [str(ds.SOPInstanceUID) for ds in others]
+    failed = body["00081198"]["Value"]
+    assert len(failed) == 1 and "is already stored in another study" in response.headers["Warning"]
+    assert not Study.objects.filter(study_uid=thief.StudyInstanceUID).exists()
+    assert Instance.objects.count() == 4 and Series.objects.get(series_uid=first.SeriesInstanceUID).num_instances == 1
+    assert all(Study.objects.get(study_uid=ds.StudyInstanceUID).num_instances == 1 for ds in others)
+    assert len(_stored_files() - before) == 3  # the three stored files, and no trace of the thief's
+    assert not os.listdir(django_settings.FILE_UPLOAD_TEMP_DIR)
+
+
 def test_a_series_with_empty_uids_is_stored_under_generated_uids(stow, shared_data):
     folder = shared_data / "dicom" / "series" / "ct_body_siemens_biograph_20sl_j2k"
     files = sorted(folder.iterdir())
