@@ -32,6 +32,8 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import UID, generate_uid
 
+from imaging.dicom.instance import SEGMENTATION_SOP_CLASSES
+
 __all__ = [
     "CATEGORIES",
     "DEFAULT_CATEGORY",
@@ -48,7 +50,7 @@ __all__ = [
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
-SEG_SOP_CLASS_UIDS = frozenset({SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE})
+SEG_SOP_CLASS_UIDS = SEGMENTATION_SOP_CLASSES  # the archive's list (imaging decides who may store them)
 
 # Segmented Property Categories (DICOM CID 7150), as pydicom names them. 49755003 is "Morphologically Altered
 # Structure" in recent editions of PS3.16 and "Morphologically Abnormal Structure" in pydicom: both keys work.

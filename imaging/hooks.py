@@ -13,8 +13,8 @@ _after_store: list[AfterStore] = []
 
 def register_after_store(hook: AfterStore) -> None:
     """Add a hook ``hook(instance, prepared, *, user, source)``, called for each newly stored instance (not for
-    duplicates) with the Instance row, the parsed file (``imaging.services.prepare.Prepared``, whose ``path``
-    still holds the file), the storing user (None for trusted sources: C-STORE, the command line, the
+    duplicates) with the Instance row, its file already in storage (``instance.file``), the parsed file's
+    description (``imaging.services.prepare.Prepared``; its ``path`` may be gone), the storing user (None for trusted sources: C-STORE, the command line, the
     server's own SEGs) and the ingest source (``stow-rs``, ``upload``, ...)."""
     if hook not in _after_store:
         _after_store.append(hook)

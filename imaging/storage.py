@@ -17,18 +17,14 @@ def instance_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
     return f"dicom/{study_uid}/{series_uid}/{sop_uid}.dcm"
 
 
-def _is_local() -> bool:
-    return isinstance(default_storage, FileSystemStorage)
-
-
 def is_local() -> bool:
-    """Files on disk (not object storage): a file put there can be taken back (:func:`take_back`)."""
-    return _is_local()
+    """Files on disk (not object storage): a file moved there can be taken back (:func:`take_back`)."""
+    return isinstance(default_storage, FileSystemStorage)
 
 
 def local_path(key: str) -> str | None:
     """Filesystem path of a stored file, or None on object storage."""
-    return default_storage.path(key) if _is_local() else None
+    return default_storage.path(key) if is_local() else None
 
 
 def temp_file(suffix: str = ".part") -> tuple[int, str]:
@@ -38,7 +34,7 @@ def temp_file(suffix: str = ".part") -> tuple[int, str]:
 
 def put_file(source: str, key: str, *, move: bool) -> None:
     """Store the file at ``source`` under ``key`` atomically: readers see the old file or the whole new one."""
-    if _is_local():
+    if is_local():
         target = default_storage.path(key)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if move:
@@ -62,16 +58,14 @@ def put_file(source: str, key: str, *, move: bool) -> None:
 def take_back(key: str, source: str, *, moved: bool) -> None:
     """Undo :func:`put_file` (a transaction that stored several files failed): a moved file goes back to
     ``source``, a copy is deleted."""
-    if moved and _is_local():
+    if moved:  # only on disk: ingest groups files only there (is_local)
         os.replace(default_storage.path(key), source)
-    elif not moved:
-        delete_file(key)
     else:
-        raise RuntimeError("a file moved into object storage cannot be taken back")
+        delete_file(key)
 
 
 def delete_file(key: str) -> None:
-    if _is_local():
+    if is_local():
         _unlink(default_storage.path(key))
     else:
         default_storage.delete(key)
@@ -123,13 +117,13 @@ class _S3RangeReader:
 
 def open_file(key: str) -> BinaryIO:
     """Open a stored file for reading (seek/read; on disk it has a fileno for pread)."""
-    if _is_local():
+    if is_local():
         return open(default_storage.path(key), "rb", buffering=0)
     return _S3RangeReader(key)
 
 
 def iter_file(key: str, chunk_size: int = 1024 * 1024):
     """The whole stored file, in chunks (instance retrieve)."""
-    with (open(default_storage.path(key), "rb") if _is_local() else default_storage.open(key, "rb")) as fh:
+    with (open(default_storage.path(key), "rb") if is_local() else default_storage.open(key, "rb")) as fh:
         while chunk := fh.read(chunk_size):
             yield chunk

@@ -34,7 +34,8 @@ from imaging.models import Instance, Series
 from imaging.services.ingest import ingest_file
 
 
-def _read_dataset(instance: Instance, *, pixels: bool = True) -> pydicom.Dataset:
+def read_dataset(instance: Instance, *, pixels: bool = True) -> pydicom.Dataset:
+    """A stored instance's dataset, read from storage."""
     with storage.open_file(instance.file) as fh:
         return pydicom.dcmread(fh, stop_before_pixels=not pixels)
 
@@ -43,7 +44,7 @@ def _source_datasets(series: Series) -> list[pydicom.Dataset]:
     instances = list(Instance.objects.filter(series=series).exclude(sop_class_uid__in=NON_IMAGE_SOP_CLASSES))
     if not instances:
         raise OkapiError("invalid_segmentation", f"series {series.series_uid} has no images to segment")
-    return [_read_dataset(i, pixels=False) for i in instances]
+    return [read_dataset(i, pixels=False) for i in instances]
 
 
 def target_series(case: Case, series_uid: str | None) -> Series:
@@ -161,7 +162,7 @@ def read_masks(read: Read) -> tuple[dict[str, np.ndarray], tuple[float, float, f
     """A read's masks by segment label, aligned to its series' slices, and the voxel spacing (mm)."""
     if read.segmentation_id is None:
         return None
-    seg = _read_dataset(read.segmentation)
+    seg = read_dataset(read.segmentation)
     series = Series.objects.get(series_uid=referenced_series_uid(seg))
     sources = sort_source_datasets(_source_datasets(series))
     labels = {s.number: s.label for s in seg_segments(seg)}
@@ -216,7 +217,7 @@ def store_consensus_seg(case: Case, reads: list[Read], consensus: dict[str, np.n
     specs = _specs_for(current_schema(case.project).definition.get("segments", []), consensus)
     number = {s.label: s.number for s in specs}
     first = next(r for r in reads if r.segmentation_id)
-    series = Series.objects.get(series_uid=referenced_series_uid(_read_dataset(first.segmentation, pixels=False)))
+    series = Series.objects.get(series_uid=referenced_series_uid(read_dataset(first.segmentation, pixels=False)))
     seg = masks_to_seg(_source_datasets(series), {number[k]: v.astype(np.uint8) for k, v in consensus.items()
                                                   if k in number}, specs,
                        content_creator="Okapi^Consensus", series_description="Okapi consensus segmentation",

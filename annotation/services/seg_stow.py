@@ -7,7 +7,6 @@ the other readers (annotation.access) from the moment it exists. A SEG from a re
 stored unattached, it would be visible to every other reader of the study.
 """
 
-import pydicom
 
 from annotation.models import Assignment, CaseState, ClaimState, Membership, ProjectRole, Read, ReadState
 from annotation.segmentation import (
@@ -16,7 +15,7 @@ from annotation.segmentation import (
     referenced_series_uid,
     seg_segments,
 )
-from annotation.services.masks import target_series
+from annotation.services.masks import read_dataset, target_series
 from annotation.services.projects import current_schema
 from annotation.services.reads import read_save
 from core.errors import OkapiError
@@ -49,7 +48,7 @@ def seg_attach_stored(instance, prepared, *, user, source: str) -> None:
                           "permission_denied", prepared)
         return
     try:
-        ds = pydicom.dcmread(prepared.path, stop_before_pixels=True)
+        ds = read_dataset(instance, pixels=False)
         referenced = referenced_series_uid(ds)
         labels = {segment.label for segment in seg_segments(ds)}
     except InvalidSegmentation as exc:

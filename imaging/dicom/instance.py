@@ -38,7 +38,6 @@ SUPPORTED_TRANSFER_SYNTAXES = {
 }
 BULK_DATA_THRESHOLD = 1024  # binary values above this size are links, not inline base64
 
-# Attributes kept at study / series level for QIDO-RS answers (patient, study and series modules).
 # Segmentations: what a reader (not a lead) may add to a study they read (a reader's SEG joins their read).
 SEGMENTATION_SOP_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
@@ -52,6 +51,7 @@ NON_IMAGE_SOP_CLASSES = SEGMENTATION_SOP_CLASSES | frozenset({
     "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
 })
 
+# Attributes kept at study / series level for QIDO-RS answers (patient, study and series modules).
 STUDY_TAGS = (
     "00080005 00080020 00080030 00080050 00080051 00080090 00080201 00081030 00081032 00100010 00100020 00100021 "
     "00100030 00100040 00101010 00101020 00101030 00102160 00104000 0020000D 00200010 00321032 00321060"

@@ -1,5 +1,6 @@
 """STOW-RS (PS3.18 §10.5): store instances from a multipart/related body, streamed part by part."""
 
+import contextlib
 import os
 
 from django.conf import settings
@@ -95,12 +96,15 @@ def stow(request, study_uid: str | None = None):
                 continue
             yield part.path, name
 
+    stored = ingest_files(dicom_parts(), user=request.okapi_user, source="stow-rs", consume=True,
+                          expected_study_uid=study_uid, request=request)
     try:
-        for path, result in ingest_files(dicom_parts(), user=request.okapi_user, source="stow-rs", consume=True,
-                                         expected_study_uid=study_uid, request=request):
-            results.append(result)
-            if os.path.exists(path):
-                os.unlink(path)
+        # closing: whatever happens, the read-ahead threads stop before the part files are cleaned up below
+        with contextlib.closing(stored):
+            for path, result in stored:
+                results.append(result)
+                if os.path.exists(path):
+                    os.unlink(path)
     except MultipartError as exc:
         if not results:
             raise OkapiError("invalid_multipart", f"the body is not valid multipart/related: {exc}") from None

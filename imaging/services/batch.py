@@ -1,5 +1,6 @@
 """Ingest of many files at once: folders, zip archives, browser uploads. Used by the CLI and the upload API."""
 
+import contextlib
 import os
 import zipfile
 from collections import Counter
@@ -78,16 +79,18 @@ def ingest_paths(paths: Iterable[str], *, user=None, source: str, consume: bool 
             else:
                 yield path, path
 
+    stored = ingest_files(items(), user=user, source=source, consume=consume, request=request, deidentify=deidentify)
     try:
-        for path, result in ingest_files(items(), user=user, source=source, consume=consume, request=request,
-                                         deidentify=deidentify):
-            record(result)
-            if path in extracted:
-                extracted.discard(path)
-                if os.path.exists(path):
-                    os.unlink(path)
+        # closing: whatever happens, the read-ahead thread stops before the extracted files are cleaned up below
+        with contextlib.closing(stored):
+            for path, result in stored:
+                record(result)
+                if path in extracted:
+                    extracted.discard(path)
+                    if os.path.exists(path):
+                        os.unlink(path)
     finally:
-        for path in extracted:
+        for path in list(extracted):
             if os.path.exists(path):
                 os.unlink(path)
     return summary

@@ -122,13 +122,15 @@ def ingest_files(items: Iterable[tuple[str, str]], *, user=None, source: str, co
     prepared_files = prepare_many(remember(items), prepare_config(deidentify))
     if size > 1:  # parsing goes on in the worker processes while a group is written
         prepared_files = read_ahead(prepared_files, depth=size, discard=_discard_prepared)
-    for chunk in _chunks(prepared_files, size):
-        results = _ingest_group(chunk, **common) if len(chunk) > 1 else [ingest_prepared(chunk[0], **common)]
-        for prepared, result in zip(chunk, results, strict=True):
-            yield originals.pop(prepared.name, prepared.path), result
+    with contextlib.closing(prepared_files):  # closed with this generator: the read-ahead thread stops
+        for chunk in _chunks(prepared_files, size):
+            results = _ingest_group(chunk, **common) if len(chunk) > 1 else [ingest_prepared(chunk[0], **common)]
+            for prepared, result in zip(chunk, results, strict=True):
+                yield originals.pop(prepared.name, prepared.path), result
 
 
 def _discard_prepared(prepared: Prepared) -> None:
+    """Delete a rewritten copy (repaired or de-identified) that was not moved into storage."""
     if prepared.rewritten and os.path.exists(prepared.path):
         os.unlink(prepared.path)
 
@@ -166,15 +168,22 @@ def _ingest_group(chunk: list[Prepared], **common) -> list[IngestResult]:
     placed: list[tuple[str, str, bool]] = []  # (storage key, source path, moved)
     try:
         with transaction.atomic():
-            results = [_ingest_in_group(prepared, placed, **common) for prepared in chunk]
+            try:
+                results = [_ingest_in_group(prepared, placed, **common) for prepared in chunk]
+            except BaseException:
+                # Inside the transaction, while it still holds the group's rows: a concurrent ingest of one of
+                # these instances waits on them, so no file taken back here can be one it stored.
+                for key, path, moved in reversed(placed):
+                    try:
+                        storage.take_back(key, path, moved=moved)
+                    except OSError:
+                        log.exception("could not take %s back out of storage", key)
+                raise
     except Exception:  # noqa: BLE001 - any failure: the slow, exact path decides for each file
         log.info("a group of %d instances could not be stored together; storing them one by one", len(chunk))
-        for key, path, moved in reversed(placed):
-            storage.take_back(key, path, moved=moved)
         return [ingest_prepared(prepared, **common) for prepared in chunk]
     for prepared in chunk:
-        if prepared.rewritten and os.path.exists(prepared.path):
-            os.unlink(prepared.path)  # a rewritten copy that was not moved into storage
+        _discard_prepared(prepared)
     return results
 
 
@@ -182,14 +191,20 @@ def _ingest_in_group(prepared: Prepared, placed: list, *, user, source, consume,
                      detail) -> IngestResult:
     """One file of a group: a result for what ingest refuses without writing, an exception for anything else."""
     if prepared.error:
-        return IngestResult("rejected", prepared.name, sop_instance_uid=prepared.sop_instance_uid,
-                            sop_class_uid=prepared.sop_class_uid, reason=prepared.error, code=prepared.error_code)
-    base = _base_result(prepared)
-    if expected_study_uid and prepared.study_uid != expected_study_uid:
-        return _wrong_study(base, prepared, expected_study_uid)
-    extra = (detail or {}) | ({"deid": prepared.deid_report} if prepared.deid_report else {})
-    return _store_once(prepared, base, user=user, source=source, move=prepared.rewritten or consume,
-                       request=request, ip=None, detail=extra, placed=placed)
+        return _unreadable(prepared)
+    return _index_and_store(prepared, user=user, source=source, move=prepared.rewritten or consume,
+                            expected_study_uid=expected_study_uid, request=request, ip=None,
+                            detail=_detail(prepared, detail), placed=placed)
+
+
+def _unreadable(prepared: Prepared) -> IngestResult:
+    return IngestResult("rejected", prepared.name, sop_instance_uid=prepared.sop_instance_uid,
+                        sop_class_uid=prepared.sop_class_uid, reason=prepared.error, code=prepared.error_code)
+
+
+def _detail(prepared: Prepared, detail: dict | None) -> dict:
+    """What the audit row of a stored instance says beyond the defaults (the caller's, and de-identification)."""
+    return (detail or {}) | ({"deid": prepared.deid_report} if prepared.deid_report else {})
 
 
 def ingest_prepared(prepared: Prepared, *, user=None, source: str, consume: bool = False,
@@ -199,13 +214,10 @@ def ingest_prepared(prepared: Prepared, *, user=None, source: str, consume: bool
     name = prepared.name
     try:
         if prepared.error:
-            return IngestResult("rejected", name, sop_instance_uid=prepared.sop_instance_uid,
-                                sop_class_uid=prepared.sop_class_uid, reason=prepared.error,
-                                code=prepared.error_code)
-        extra = (detail or {}) | ({"deid": prepared.deid_report} if prepared.deid_report else {})
-        result = _index_and_store(prepared, user=user, source=source, move=prepared.rewritten or consume,
-                                  expected_study_uid=expected_study_uid, request=request, ip=ip, detail=extra)
-        return result
+            return _unreadable(prepared)
+        return _index_and_store(prepared, user=user, source=source, move=prepared.rewritten or consume,
+                                expected_study_uid=expected_study_uid, request=request, ip=ip,
+                                detail=_detail(prepared, detail))
     except InvalidInstance as exc:
         return IngestResult("rejected", name, sop_instance_uid=exc.sop_instance_uid, sop_class_uid=exc.sop_class_uid,
                             reason=exc.reason, code=exc.code)
@@ -218,30 +230,26 @@ def ingest_prepared(prepared: Prepared, *, user=None, source: str, consume: bool
         return IngestResult("rejected", name, reason=f"could not be stored: {type(exc).__name__}: {exc}",
                             code="processing_failure")
     finally:
-        if prepared.rewritten and os.path.exists(prepared.path):
-            os.unlink(prepared.path)  # a rewritten copy that was not moved into storage
+        _discard_prepared(prepared)
 
 
 def _may_create_study(user) -> bool:
     return user is None or user.is_admin or user.role == Role.LEAD
 
 
-def _base_result(prepared: Prepared) -> IngestResult:
-    return IngestResult("stored", prepared.name, sop_instance_uid=prepared.sop_instance_uid,
+def _index_and_store(prepared: Prepared, *, user, source, move, expected_study_uid, request, ip,
+                     detail, placed: list | None = None) -> IngestResult:
+    """Index and store one prepared file: in its own transaction, tried again if a concurrent ingest made the
+    same rows first; or, with ``placed`` (a group's), once, in the caller's transaction (see _store_once)."""
+    base = IngestResult("stored", prepared.name, sop_instance_uid=prepared.sop_instance_uid,
                         sop_class_uid=prepared.sop_class_uid, study_uid=prepared.study_uid,
                         series_uid=prepared.series_uid, repairs=prepared.repairs)
-
-
-def _wrong_study(base: IngestResult, prepared: Prepared, expected_study_uid: str) -> IngestResult:
-    return _rejected(base, "wrong_study", f"the instance belongs to study {prepared.study_uid}, "
-                     f"not to {expected_study_uid} named in the request")
-
-
-def _index_and_store(prepared: Prepared, *, user, source, move, expected_study_uid, request, ip,
-                     detail) -> IngestResult:
-    base = _base_result(prepared)
     if expected_study_uid and prepared.study_uid != expected_study_uid:
-        return _wrong_study(base, prepared, expected_study_uid)
+        return _rejected(base, "wrong_study", f"the instance belongs to study {prepared.study_uid}, "
+                         f"not to {expected_study_uid} named in the request")
+    if placed is not None:
+        return _store_once(prepared, base, user=user, source=source, move=move, request=request, ip=ip,
+                           detail=detail, placed=placed)
     for attempt in range(3):
         try:
             return _store_once(prepared, base, user=user, source=source, move=move, request=request, ip=ip,
@@ -321,8 +329,8 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
     parsed, meta, sha, path = prepared, prepared.meta, prepared.sha256, prepared.path
     key = storage.instance_key(parsed.study_uid, parsed.series_uid, parsed.sop_instance_uid)
     stored_file = False
-    try:
-        with transaction.atomic() if placed is None else contextlib.nullcontext():
+    with transaction.atomic() if placed is None else contextlib.nullcontext():
+        try:
             (existing_sha, existing_series, existing_study, existing_study_pk, study_pk, study_modalities,
              found_series_pk, found_series_study_pk, found_series_modality) = _fetch(
                 _LOOKUP_SQL, [parsed.sop_instance_uid, parsed.study_uid, parsed.series_uid])
@@ -370,13 +378,7 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
                         raise InvalidInstance(f"series {parsed.series_uid} is already stored in another study",
                                               code="conflict", sop_instance_uid=parsed.sop_instance_uid)
                     series_pk, modality = found_series_pk, found_series_modality
-                    if connection.vendor == "postgresql":
-                        _execute(_COUNT_PG_SQL, [now, series_pk, now])
-                    else:
-                        _execute("UPDATE imaging_series SET num_instances = num_instances + 1, updated_at = %s "
-                                 "WHERE id = %s", [now, series_pk])
-                        _execute("UPDATE imaging_study SET num_instances = num_instances + 1, updated_at = %s "
-                                 "WHERE id = %s", [now, study_pk])
+                    _count_instance(series_pk, study_pk, now)
                 else:  # a new series: the study's list of modalities changes, under the study's row lock
                     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
                     study_modalities = _fetch(_STUDY_LOCK_SQL + lock, [study_pk])[0]
@@ -387,10 +389,7 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
                                  "num_series = num_series + 1, modalities = %s, updated_at = %s WHERE id = %s",
                                  ["\\".join(sorted(filter(None, modalities))), now, study_pk])
                     else:  # another ingest made the series meanwhile
-                        _execute("UPDATE imaging_series SET num_instances = num_instances + 1, updated_at = %s "
-                                 "WHERE id = %s", [now, series_pk])
-                        _execute("UPDATE imaging_study SET num_instances = num_instances + 1, updated_at = %s "
-                                 "WHERE id = %s", [now, study_pk])
+                        _count_instance(series_pk, study_pk, now)
             instance = _insert(
                 Instance,
                 sop_uid=parsed.sop_instance_uid, series_id=series_pk, sop_class_uid=parsed.sop_class_uid,
@@ -402,20 +401,35 @@ def _store_once(prepared: Prepared, base: IngestResult, *, user, source, move, r
                 metadata=prepared.meta_text, pixel_index=prepared.pixel_index, repairs=base.repairs,
                 deidentified=bool(prepared.deid_report),
             )
-            run_after_store(instance, prepared, user=user, source=source)  # e.g. a reader's SEG joins their read
             storage.put_file(path, key, move=move)
             stored_file = True
             if placed is not None:
                 placed.append((key, path, move))
+            # After the file is in storage: a hook may read it (a reader's SEG joins their read, and a case
+            # it completes is evaluated, masks and all); a hook's refusal still removes it (below).
+            run_after_store(instance, prepared, user=user, source=source)
             audit_record(user=user, action="store", object_type="instance", object_id=parsed.sop_instance_uid,
                          study_uid=parsed.study_uid, request=request, ip=ip,
                          detail={"source": source, "name": base.name, "series_uid": parsed.series_uid,
                                  **({"repairs": base.repairs} if base.repairs else {}), **detail})
-    except BaseException:
-        if stored_file and placed is None:
-            storage.delete_file(key)
-        raise
+        except BaseException:
+            if stored_file and placed is None:
+                # Inside the transaction, while it still holds the instance's row: a concurrent ingest of the
+                # same instance waits on that row, so it cannot have put its own file here yet.
+                storage.delete_file(key)
+            raise
     return base
+
+
+def _count_instance(series_pk: int, study_pk: int, now) -> None:
+    """One more instance in an existing series: both counters, in one statement on PostgreSQL."""
+    if connection.vendor == "postgresql":
+        _execute(_COUNT_PG_SQL, [now, series_pk, now])
+        return
+    _execute("UPDATE imaging_series SET num_instances = num_instances + 1, updated_at = %s WHERE id = %s",
+             [now, series_pk])
+    _execute("UPDATE imaging_study SET num_instances = num_instances + 1, updated_at = %s WHERE id = %s",
+             [now, study_pk])
 
 
 def _int(value):
