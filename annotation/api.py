@@ -35,12 +35,7 @@ def _valid(serializer_class, data):
 
 def _project_context(user, project_list) -> dict:
     ids = [p.pk for p in project_list]
-    roles: dict[int, set] = {}
-    for pid, role in Membership.objects.filter(project_id__in=ids, user=user).values_list("project_id", "role"):
-        roles.setdefault(pid, set()).add(role)
-    if user.is_admin:
-        for pid in ids:
-            roles.setdefault(pid, set()).add(LEAD)
+    roles = selectors.roles_by_project(user, ids)
     versions = {}
     for pid, version in LabelSchema.objects.filter(project_id__in=ids).values_list("project_id", "version"):
         versions[pid] = max(version, versions.get(pid, 0))

@@ -24,6 +24,18 @@ def project_roles(user, project: Project | int) -> set[str]:
     return roles
 
 
+def roles_by_project(user, project_ids) -> dict[int, set[str]]:
+    """The user's roles in each of these projects, in one query (an admin acts as lead everywhere)."""
+    roles: dict[int, set[str]] = {pid: set() for pid in project_ids}
+    for pid, role in Membership.objects.filter(project_id__in=list(roles), user=user).values_list("project_id",
+                                                                                                "role"):
+        roles[pid].add(role)
+    if user.is_admin:
+        for pid in roles:
+            roles[pid].add(ProjectRole.LEAD)
+    return roles
+
+
 def get_project_for(user, project_id: int) -> tuple[Project, set[str]]:
     """A project the user may see, with their roles in it; 404 otherwise. One statement for a member (the
     memberships with their project: every reader's request starts here), two for an admin who is not one."""

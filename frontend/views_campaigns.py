@@ -15,15 +15,16 @@ from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import render
 
-from annotation import selectors
-from annotation.models import Case, CaseState, LabelSchema, Membership, Project, ProjectRole, Read, ReadState
+from annotation import api, selectors
+from annotation.models import Case, CaseState, LabelSchema, Project, ProjectRole, Read, ReadState
 from annotation.schema import parse_questions
 from annotation.services.projects import MAX_READS_PER_CASE
 from core.errors import NotFound
 from core.models import Role, User
+from imaging.dicomweb.common import server_root
 
-OVERSEE = {ProjectRole.LEAD, ProjectRole.ADJUDICATOR, ProjectRole.DATA_SCIENTIST}
-ADJUDICATE = {ProjectRole.LEAD, ProjectRole.ADJUDICATOR}
+OVERSEE = set(api.OVERSEE)
+ADJUDICATE = set(selectors.SEE_ALL_READS)
 MEMBER_ROLES = [(ProjectRole.RADIOLOGIST, "Reader (radiologist)"), (ProjectRole.ADJUDICATOR, "Adjudicator"),
                 (ProjectRole.DATA_SCIENTIST, "Data scientist"), (ProjectRole.LEAD, "Project lead")]
 
@@ -37,16 +38,6 @@ def _project_for(user, project_id: int) -> tuple[Project, set[str]]:
         return selectors.get_project_for(user, project_id)
     except NotFound:
         raise Http404("no such project that you are a member of") from None
-
-
-def _roles_by_project(user, ids: list[int]) -> dict[int, set[str]]:
-    roles: dict[int, set[str]] = defaultdict(set)
-    for pid, role in Membership.objects.filter(project_id__in=ids, user=user).values_list("project_id", "role"):
-        roles[pid].add(role)
-    if user.is_admin:
-        for pid in ids:
-            roles[pid].add(ProjectRole.LEAD)
-    return roles
 
 
 def _known_users(user) -> list[dict]:
@@ -65,7 +56,7 @@ def campaign_list(request):
         cases_consensus=Count("cases", filter=Q(cases__state=CaseState.CONSENSUS)),
     ).order_by("-created_at", "id"))
     ids = [p.pk for p in projects]
-    roles = _roles_by_project(request.user, ids)
+    roles = selectors.roles_by_project(request.user, ids)
     submitted = dict(Read.objects.filter(case__project_id__in=ids, state=ReadState.SUBMITTED)
                      .values_list("case__project_id").annotate(n=Count("id")))
     rows = []
@@ -122,10 +113,10 @@ def data_page(request):
     """For data scientists: per campaign, the consensus labels so far, exports and models (fetched by the page
     from their APIs), and how to reach it all from a script."""
     projects = list(selectors.projects_for(request.user).order_by("-created_at", "id"))
-    roles = _roles_by_project(request.user, [p.pk for p in projects])
+    roles = selectors.roles_by_project(request.user, [p.pk for p in projects])
     seeing = [p.pk for p in projects if roles[p.pk] & OVERSEE]
     counts = _consensus_counts(seeing)
-    base = request.build_absolute_uri("/").rstrip("/")
+    base = server_root(request)
     rows = [{"project": p, "roles": sorted(roles[p.pk]), "oversee": p.pk in counts, **counts.get(p.pk, {})}
             for p in projects]
     return render(request, "frontend/data.html", {"rows": rows, "base_url": base,

@@ -20,8 +20,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.signals import user_logged_out
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import SuspiciousFileOperation
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, F, OuterRef
 from django.dispatch import receiver
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
 from django.shortcuts import render
@@ -35,11 +34,12 @@ from django.views.static import was_modified_since
 
 from annotation.models import Assignment, Case, CaseState, ClaimState, Membership, Project, ProjectRole, Read
 from annotation.selectors import get_case_for
-from annotation.services.claims import active_slot_q
+from annotation.services.claims import active_slot_q, row_count
 from annotation.services.projects import current_schema
 from core.auth import token_create, token_revoke
 from core.errors import NotFound
 from core.models import ApiToken
+from imaging.dicomweb.common import dicomweb_root, server_root
 
 OHIF_DIR = Path(__file__).resolve().parent / "ohif"
 # Where the built viewer lives (``make install`` builds it); settings may point elsewhere (a container image).
@@ -61,11 +61,6 @@ def dicom_date(value: str) -> str:
 
 # --- worklist ---------------------------------------------------------------------------------------------------
 
-def _count_of(qs, field: str = "case"):
-    """How many rows of ``qs`` (filtered on an OuterRef) there are, as a column of the outer row."""
-    return Coalesce(Subquery(qs.values(field).annotate(c=Count("*")).values("c"), output_field=IntegerField()), 0)
-
-
 def worklist_for(user) -> list[dict]:
     """The reader's projects with their open claims and counts, in a fixed number of queries (not one per row)."""
     now = timezone.now()
@@ -86,7 +81,7 @@ def worklist_for(user) -> list[dict]:
     mine = Assignment.objects.filter(case=OuterRef("pk"), reader=user).exclude(state=ClaimState.RELEASED)
     taken = Assignment.objects.filter(active_slot_q(now), case=OuterRef("pk"))
     available = dict(Case.objects.filter(project_id__in=ids, state=CaseState.OPEN).exclude(Exists(mine))
-                     .annotate(taken=_count_of(taken)).filter(taken__lt=F("project__reads_per_case"))
+                     .annotate(taken=row_count(taken)).filter(taken__lt=F("project__reads_per_case"))
                      .values("project_id").annotate(n=Count("id")).values_list("project_id", "n"))
     out = []
     for project in projects:
@@ -221,14 +216,8 @@ def viewer_base(request) -> tuple[str, bool]:
     is another origin (then reached through CORS, ``OKAPI_CORS_ORIGINS``)."""
     base = getattr(settings, "OKAPI_VIEWER_URL", "") or VIEWER_BASE
     base = base if base.endswith("/") else base + "/"
-    elsewhere = base.startswith(("http://", "https://")) and not base.startswith(_origin(request) + "/")
+    elsewhere = base.startswith(("http://", "https://")) and not base.startswith(server_root(request) + "/")
     return base, elsewhere
-
-
-def _origin(request) -> str:
-    if settings.OKAPI_PUBLIC_URL:
-        return settings.OKAPI_PUBLIC_URL.rstrip("/")
-    return f"{request.scheme}://{request.get_host()}"
 
 
 def app_config_js(*, dicomweb_root: str, token: str | None, router_basename: str = "/viewer") -> str:
@@ -243,9 +232,9 @@ def app_config_js(*, dicomweb_root: str, token: str | None, router_basename: str
 def viewer_app_config(request):
     """The viewer's configuration, per user (never cached: it carries the user's token)."""
     if not request.user.is_authenticated:
-        body = app_config_js(dicomweb_root=_origin(request) + "/dicomweb", token=None)
+        body = app_config_js(dicomweb_root=dicomweb_root(request), token=None)
     else:
-        body = app_config_js(dicomweb_root=_origin(request) + "/dicomweb", token=viewer_token(request))
+        body = app_config_js(dicomweb_root=dicomweb_root(request), token=viewer_token(request))
     response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = "no-store"
     return response

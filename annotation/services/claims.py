@@ -86,7 +86,7 @@ def case_claim_next(*, project: Project, reader: User, roles: set[str] | None = 
         mine = Assignment.objects.filter(case=OuterRef("pk"), reader=reader, state=ClaimState.SUBMITTED)
         taken = Assignment.objects.filter(active_slot_q(now), case=OuterRef("pk"))
         ranked = (Case.objects.filter(project=project, state=CaseState.OPEN).exclude(Exists(mine))
-                  .annotate(_n=_count(taken)).filter(_n__lt=project.reads_per_case).order_by("priority", "id"))
+                  .annotate(_n=row_count(taken)).filter(_n__lt=project.reads_per_case).order_by("priority", "id"))
         # Several readers pulling at once (another claim in the last seconds): spread them over the top few
         # cases; a reader alone gets the ranking's order exactly.
         busy = Assignment.objects.filter(case__project=project, claimed_at__gte=now - BUSY_WINDOW).exclude(
@@ -144,7 +144,7 @@ def _claim(project: Project, case: Case, reader: User, now) -> Assignment:
     return assignment
 
 
-def _count(subquery):
+def row_count(subquery):
     """How many rows of ``subquery`` (filtered on OuterRef case) there are, as a column of the case row."""
     return Coalesce(Subquery(subquery.values("case").annotate(c=Count("*")).values("c"),
                              output_field=IntegerField()), 0)

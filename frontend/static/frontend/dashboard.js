@@ -17,7 +17,10 @@ const view = { question: null, questionKeys: "" };
 
 async function loadProgress() {
   const res = await api("GET", `${base}/progress`);
-  if (!res.ok) return;
+  if (!res.ok) {  // say why, rather than leave the counts at "…"
+    document.getElementById("reads-text").textContent = `progress unavailable: ${res.body.message}`;
+    return;
+  }
   const p = res.body;
   for (const key of ["total", "open", "adjudication", "consensus"]) {
     document.getElementById(`count-${key}`).textContent = String(p.cases[key] ?? 0);
@@ -349,7 +352,9 @@ function describeEvent(e) {
 }
 
 const REFRESH = {
-  claim: ["progress"], release: ["progress"], read: ["progress", "agreement"],
+  // Agreement counts cases with all their reads: a submission that completes (or corrects) one evaluates it,
+  // which sends consensus or adjudication_needed; a plain read event cannot change it.
+  claim: ["progress"], release: ["progress"], read: ["progress"],
   consensus: ["progress", "agreement", "queue"], adjudication_needed: ["progress", "agreement", "queue"],
   adjudicated: ["progress", "agreement", "queue"],
 };

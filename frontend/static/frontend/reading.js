@@ -151,10 +151,9 @@
 
   // --- saving --------------------------------------------------------------------------------------------------
   async function fetchRead() {
-    // The case's reads you may see (your own; a list, so "none yet" is not an error)
-    var result = await Okapi.api('GET', readUrl + 's');
-    if (!result.ok || !Array.isArray(result.data)) return null;
-    return result.data.find(function (r) { return r.reader === S.username; }) || null;
+    // Your read of the case (404 while you have saved none)
+    var result = await Okapi.api('GET', readUrl);
+    return result.ok ? result.data : null;
   }
 
   function adopt(r) {
