@@ -21,7 +21,7 @@ from django.conf import settings
 from annotation.exports import archive, datalist, datasheet, hashing, selection, tables
 from annotation.exports.cases import CaseWriter
 from annotation.exports.services import export_register
-from annotation.models import Project
+from annotation.models import Case, Project
 from annotation.models_export import Export
 from annotation.schema import Question, parse_questions
 from imaging.dicom.deid import DeidConfig
@@ -93,18 +93,22 @@ def export_build(*, project: Project, request: dict, user=None, job_id=None,
         names = sorted(os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
                        for d, _, files in os.walk(root) for f in files)
         files = []
-        for name in names:
+        hashed = _throttled(progress, 0.9, 0.92, "checksums")
+        for index, name in enumerate(names, start=1):
             digest, size = hashing.file_sha256(os.path.join(root, *name.split("/")))
             files.append({"path": name, "sha256": digest, "size": size})
+            hashed(index, len(names))
         manifest = hashing.build_manifest(
             files=files, request=request, schema_version=schema.version if schema else None,
             project={"id": project.pk, "name": project.name}, series=context.series_report)
         with open(os.path.join(root, "manifest.json"), "wb") as fh:
             fh.write(manifest)
         content_hash = hashing.content_hash(manifest)
-        progress(0.92, "writing the archive")
         target = os.path.join(staging, "export.zip")
-        archive.write_zip(root, names + ["manifest.json"], target)
+        # Progress all along, so that the job's heartbeat goes on during a long hashing or zipping (a silent
+        # job is taken for dead after OKAPI_JOB_STALE_MINUTES and queued again).
+        archive.write_zip(root, names + ["manifest.json"], target,
+                          on_file=_throttled(progress, 0.92, 0.97, "writing the archive"))
         digest, size = hashing.file_sha256(target)
         progress(0.97, "storing the archive")
         summary = _summary(context, len(files) + 1)
@@ -115,6 +119,20 @@ def export_build(*, project: Project, request: dict, user=None, job_id=None,
         return BuildResult(export=export, reused=reused)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _throttled(progress: Progress, start: float, end: float, what: str):
+    """``on_item(done, total)`` reporting ``start``..``end`` of the build, at most twice a second (and the last)."""
+    last = 0.0
+
+    def on_item(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= 0.5 or done == total:
+            last = now
+            progress(start + (end - start) * done / max(total, 1), f"{what}: {done}/{total}")
+
+    return on_item
 
 
 def _write_files(project: Project, request: dict, root: str, progress: Progress):
@@ -135,17 +153,18 @@ def _write_files(project: Project, request: dict, root: str, progress: Progress)
                       mask_values={s["name"]: i + 1 for i, s in enumerate(definition.get("segments", []))},
                       splits=splits, deid=deid)
     writer = CaseWriter(context)
-    total, done, last = len(selected), 0, 0.0
+    total, done = len(selected), 0
+    written = _throttled(progress, 0.0, 0.9, "cases")
     try:
         for start in range(0, total, CASE_CHUNK):
             ids = [pk for pk, _ in selected[start:start + CASE_CHUNK]]
-            for case in cases.filter(pk__in=ids):
+            # By id alone, not through the selection's filters again: a case that changes state during a
+            # long build is still the one counted, split and listed above.
+            for case in (Case.objects.filter(pk__in=ids).select_related("study", "series")
+                         .defer("study__attributes", "series__attributes").order_by("id")):
                 writer.write(case)
                 done += 1
-                now = time.monotonic()
-                if now - last >= 0.5 or done == total:
-                    last = now
-                    progress(0.9 * done / max(total, 1), f"{done}/{total} cases")
+                written(done, total)
     finally:
         writer.close()
     agreement = writer.agreement.result()

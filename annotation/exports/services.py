@@ -101,11 +101,17 @@ def export_params(raw: dict, *, project: Project) -> dict:
     if not isinstance(licence, str) or len(licence) > MAX_LICENCE:
         errors["licence"] = f"text of at most {MAX_LICENCE} characters"
         licence = ""
+    modality = raw.get("modality") or ""
+    if not isinstance(modality, str):
+        errors["modality"] = "one modality code, such as CT"
+        modality = ""
+    date_from = _date(raw.get("date_from"), "date_from", errors)
+    date_to = _date(raw.get("date_to"), "date_to", errors)
+    if date_from and date_to and date_from > date_to:
+        errors["date_to"] = "on or after date_from"
     out = {
         "cases": cases, "schema_version": version, "series_uids": sorted(set(series)),
-        "modality": str(raw.get("modality") or "").strip().upper()[:16],
-        "date_from": _date(raw.get("date_from"), "date_from", errors),
-        "date_to": _date(raw.get("date_to"), "date_to", errors),
+        "modality": modality.strip().upper()[:16], "date_from": date_from, "date_to": date_to,
         "deidentified": deidentified, "images": images, "split": split, "licence": licence.strip(),
     }
     if errors:
@@ -139,9 +145,9 @@ def export_request(*, user, project: Project, roles: set[str], raw: dict) -> Job
         job = job_create(kind="export", params={"project": project.pk, "request": request}, user=user)
         audit_record(user=user, action="export_request", object_type="project", object_id=str(project.pk),
                      detail={"job": str(job.pk), "deidentified": request["deidentified"]})
-        from annotation.tasks import export_build_task
+        from annotation.tasks import queue_export
 
-        transaction.on_commit(lambda: export_build_task.delay(str(job.pk)))
+        transaction.on_commit(lambda: queue_export(job))
     return job
 
 

@@ -111,6 +111,9 @@ def test_who_may_export(make_labelled):
                                "split": {"validation": 0.6, "test": 0.5}, "colour": 1}, format="json")
     assert bad.status_code == 400 and set(bad.json()["detail"]) == {
         "cases", "images", "schema_version", "date_from", "split", "request"}
+    bad = scientist.post(url, {"modality": ["CT"], "date_from": "2024-02-01", "date_to": "2024-01-01"},
+                         format="json")
+    assert bad.status_code == 400 and set(bad.json()["detail"]) == {"modality", "date_to"}
 
 
 def test_a_full_disk_fails_the_job_and_leaves_no_snapshot(make_labelled, monkeypatch, settings):
