@@ -8,6 +8,7 @@ is recorded; one version per job, so a retried job (its worker died) never makes
 import hashlib
 import io
 import logging
+import math
 import os
 import tempfile
 
@@ -25,10 +26,10 @@ from core.models import Job
 from imaging import storage
 from learning.core.nets import build_network, validate_config
 from learning.core.score import score_items
-from learning.core.train import train_model
+from learning.core.train import model_from_state, train_model
 from learning.data import case_image, labelled_cases, unlabelled_cases
 from learning.models import CaseScore, LearningConfig, ModelVersion, Round
-from learning.strategies import STRATEGIES, rank
+from learning.strategies import STRATEGIES, rank, score_bald, score_entropy
 
 log = logging.getLogger("okapi.learning")
 SPLIT_SEED = 20261122
@@ -67,6 +68,13 @@ def learning_configure(*, project: Project, **fields) -> LearningConfig:
         errors["strategy"] = f"one of {', '.join(sorted(STRATEGIES))}"
     if not 0 < config.validation_fraction < 1:
         errors["validation_fraction"] = "between 0 and 1"
+    for key in ("epochs", "batch_size", "patience", "mc_passes", "budget"):  # a 0 fails the round in the worker
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors[key] = "a whole number, 1 or more"
+    if not (isinstance(config.learning_rate, int | float) and math.isfinite(config.learning_rate)
+            and config.learning_rate > 0):
+        errors["learning_rate"] = "a number above 0"
     if errors:
         raise OkapiError("invalid", "the learning settings are not valid", detail=errors)
     config.save()
@@ -107,9 +115,7 @@ def _load_state(version: ModelVersion) -> dict:
 
 def load_model(version: ModelVersion) -> torch.nn.Module:
     """A model version's network with its stored weights."""
-    model = build_network(version.config["model"])
-    model.load_state_dict(_load_state(version))
-    return model
+    return model_from_state(version.config["model"], _load_state(version))
 
 
 def _images(cases: list[Case], dims: int, cache: dict[int, np.ndarray] | None, *, keep: bool = True
@@ -156,8 +162,7 @@ def train_run(*, job: Job, images: dict[int, np.ndarray] | None = None) -> Model
 
     result = train_model(model_config, [items[i] for i in train_idx], [items[i] for i in val_idx] or None,
                          epochs=config.epochs, batch_size=config.batch_size, lr=config.learning_rate,
-                         patience=config.patience, seed=SPLIT_SEED, progress=progress, init_state=init,
-                         device="cuda" if torch.cuda.is_available() else "cpu")
+                         patience=config.patience, seed=SPLIT_SEED, progress=progress, init_state=init)
     blob = _state_bytes(result.state_dict)
     digest = hashlib.sha256(blob).hexdigest()
     key = f"models/project-{project.pk}/{job.pk}-{digest[:16]}.pt"
@@ -202,10 +207,6 @@ def _jsonable(value):
     return value
 
 
-def _entropy(p: np.ndarray) -> np.ndarray:
-    return -(p * np.log(np.clip(p, 1e-12, 1))).sum(axis=-1)
-
-
 def score_run(*, version: ModelVersion, cases: list[Case], job: Job | None = None, batch: int = 64,
               images: dict[int, np.ndarray] | None = None) -> int:
     """Score cases with a model version (MC dropout): probabilities, passes, embedding, entropy, BALD."""
@@ -217,13 +218,12 @@ def score_run(*, version: ModelVersion, cases: list[Case], job: Job | None = Non
         chunk = cases[start:start + batch]
         items = [{"image": img} for img in _images(chunk, dims, images, keep=False)]
         out = score_items(model, items, config=version.config["model"], mc_passes=config.mc_passes,
-                          seed=SPLIT_SEED, device="cuda" if torch.cuda.is_available() else "cpu")
-        ent = _entropy(out.probs)
-        bald = ent - _entropy(out.mc_probs).mean(axis=0)
+                          seed=SPLIT_SEED)  # on CUDA when there is one
+        ent, bald = score_entropy(out.probs), score_bald(out.mc_probs)
         rows = [CaseScore(model_version=version, case=c, probs=out.probs[i].round(6).tolist(),
                           mc_probs=out.mc_probs[:, i].round(6).tolist(),
                           embedding=out.embeddings[i].astype(np.float32).tobytes(), entropy=float(ent[i]),
-                          bald=float(max(bald[i], 0.0))) for i, c in enumerate(chunk)]
+                          bald=float(bald[i])) for i, c in enumerate(chunk)]
         with transaction.atomic():
             CaseScore.objects.filter(model_version=version, case__in=chunk).delete()  # a retry rescoring
             CaseScore.objects.bulk_create(rows)

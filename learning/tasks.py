@@ -4,12 +4,17 @@ A worker killed mid-training leaves its job 'running' with a stale heartbeat; co
 queues it again (registered below), and the retry writes the one model version the job was meant to make.
 """
 
+import logging
+
 from celery import shared_task
 from django.db.models import Max
 
 from annotation.models import CaseState
+from core.errors import OkapiError
 from core.jobs import job_fail, job_finish, job_start, register_job_retry
 from core.models import Job, JobState
+
+log = logging.getLogger("okapi.learning")
 
 
 def queue_round(job: Job) -> None:
@@ -59,6 +64,10 @@ def auto_rounds() -> int:
         if last is not None:
             new = new.filter(consensus_at__gt=last)
         if new.count() >= config.auto_round_after:
-            round_create(project=project, user=None)
+            try:
+                round_create(project=project, user=None)
+            except OkapiError as exc:  # this project's settings: the others still get their rounds
+                log.warning("no automatic round for project %s: %s", project.pk, exc.message)
+                continue
             started += 1
     return started

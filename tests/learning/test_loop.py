@@ -98,6 +98,11 @@ def test_a_round_trains_scores_and_orders_next_case(xray_campaign, start_worker,
     assert bad.status_code == 400 and "target" in bad.json()["detail"]
     bad = client.put(f"/api/v1/projects/{project.pk}/learning", {"model_config": [1, 2]}, format="json")
     assert bad.status_code == 400 and "model_config" in bad.json()["detail"]
+    bad = client.put(f"/api/v1/projects/{project.pk}/learning", {
+        "epochs": 0, "budget": 0, "mc_passes": 0, "batch_size": 0, "learning_rate": -1}, format="json")
+    assert bad.status_code == 400 and set(bad.json()["detail"]) == {
+        "epochs", "budget", "mc_passes", "batch_size", "learning_rate"}
+    assert client.get(f"/api/v1/projects/{project.pk}/learning").json()["epochs"] == 12  # nothing saved
     start_worker("gpu")
     resp = client.post(f"/api/v1/projects/{project.pk}/rounds", {"budget": 8}, format="json")
     assert resp.status_code == 202, resp.content
