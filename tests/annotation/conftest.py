@@ -1,7 +1,9 @@
 """Campaign fixtures: real studies from ../shared/data, a lead, readers, an adjudicator, a data scientist."""
 
+import io
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
@@ -32,6 +34,15 @@ SCHEMA = {
     "free_text": True,
     "confidence": {"min": 1, "max": 5},
 }
+
+
+def npz(**masks) -> io.BytesIO:
+    """Binary masks named by segmentation label, as the mask upload takes them (an .npz file)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **masks)
+    buf.seek(0)
+    buf.name = "masks.npz"
+    return buf
 
 
 def api_client(token: str) -> APIClient:

@@ -7,15 +7,9 @@ import numpy as np
 import pydicom
 import pytest
 
+from tests.annotation.conftest import npz
+
 LIVER_CT = 4  # index in STUDY_SOURCES: 3 real CT slices of 512x512 (dcmqi)
-
-
-def _npz(**masks) -> io.BytesIO:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **masks)
-    buf.seek(0)
-    buf.name = "masks.npz"
-    return buf
 
 
 def _box(z: slice, y: slice, x: slice) -> np.ndarray:
@@ -47,7 +41,7 @@ def test_mask_upload_becomes_a_seg_linked_to_the_read_and_blinded_until_consensu
     images = _series_uids(a, study)
 
     lesion_a = _box(slice(0, 3), slice(100, 140), slice(100, 140))
-    up = ca.post(f"/api/v1/cases/{case}/read/segmentation", {"file": _npz(Lesion=lesion_a), "base_version": 0},
+    up = ca.post(f"/api/v1/cases/{case}/read/segmentation", {"file": npz(Lesion=lesion_a), "base_version": 0},
                  format="multipart")
     assert up.status_code == 201, up.content
     read = up.json()
@@ -83,9 +77,9 @@ def test_mask_upload_becomes_a_seg_linked_to_the_read_and_blinded_until_consensu
     bad = ca.post(f"/api/v1/cases/{case}/read/segmentation", {"file": junk, "base_version": 1}, format="multipart")
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_segmentation"
     wrong = ca.post(f"/api/v1/cases/{case}/read/segmentation",
-                    {"file": _npz(Lesion=np.ones((2, 512, 512), np.uint8)), "base_version": 1}, format="multipart")
+                    {"file": npz(Lesion=np.ones((2, 512, 512), np.uint8)), "base_version": 1}, format="multipart")
     assert wrong.status_code == 400 and "shape" in wrong.json()["message"].lower()
-    unknown = ca.post(f"/api/v1/cases/{case}/read/segmentation", {"file": _npz(Tumour=lesion_a), "base_version": 1},
+    unknown = ca.post(f"/api/v1/cases/{case}/read/segmentation", {"file": npz(Tumour=lesion_a), "base_version": 1},
                       format="multipart")
     assert unknown.status_code == 400 and "Tumour" in unknown.json()["message"]
     assert Instance.objects.count() == before
@@ -93,7 +87,7 @@ def test_mask_upload_becomes_a_seg_linked_to_the_read_and_blinded_until_consensu
 
     # b draws an overlapping box; both submit the same findings: consensus, with Dice between the masks.
     lesion_b = _box(slice(0, 3), slice(100, 140), slice(120, 160))
-    up_b = cb.post(f"/api/v1/cases/{case}/read/segmentation", {"file": _npz(Lesion=lesion_b), "base_version": 0},
+    up_b = cb.post(f"/api/v1/cases/{case}/read/segmentation", {"file": npz(Lesion=lesion_b), "base_version": 0},
                    format="multipart")
     assert up_b.status_code == 201, up_b.content
     for client, version in ((ca, 1), (cb, 1)):

@@ -1,14 +1,13 @@
 """Export fixtures: a campaign on real DICOM from ../shared/data (tests/annotation's fixtures), read by two
 readers through the API, with mask segmentations on the real 3-slice liver CT."""
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from tests.annotation import conftest as annotation_fixtures
-from tests.annotation.conftest import STUDY_SOURCES
+from tests.annotation.conftest import STUDY_SOURCES, npz
 
 # The campaign fixtures of tests/annotation, used here by name.
 study_paths = annotation_fixtures.study_paths
@@ -25,14 +24,6 @@ def box(z: slice, y: slice, x: slice) -> np.ndarray:
     mask = np.zeros((3, 512, 512), dtype=np.uint8)
     mask[z, y, x] = 1
     return mask
-
-
-def npz(**masks) -> io.BytesIO:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **masks)
-    buf.seek(0)
-    buf.name = "masks.npz"
-    return buf
 
 
 @dataclass

@@ -4,20 +4,15 @@ and uncaught script errors failing the test."""
 
 import pytest
 
-from tests.frontend.conftest import VIEWPORT, ReaderPages, save_failure_artifacts
+from tests.frontend.conftest import VIEWPORT
 
 
 @pytest.fixture
-def pages(viewer_browser, okapi_server, request):
-    """Open pages with ``pages.new()`` (the session's one Chromium, tests/frontend/conftest.py); on failure
-    their screenshots and HTML go to ARTIFACTS; an uncaught script error fails the test."""
-    opened = ReaderPages(viewer_browser, okapi_server)
-    yield opened
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        save_failure_artifacts(request.node.name, opened)
-    opened.close()
-    assert not opened.errors, f"uncaught script errors: {opened.errors}"
+def pages(reader_pages):
+    """``reader_pages`` (tests/frontend/conftest.py: the session's one Chromium, artifacts on failure), and an
+    uncaught script error on any page fails the test."""
+    yield reader_pages
+    assert not reader_pages.errors, f"uncaught script errors: {reader_pages.errors}"
 
 
 def log_in(page, username: str, password: str) -> None:

@@ -89,7 +89,8 @@ def test_the_viewer_files_and_ohifs_routes(client, make_user, site):
     assert logo.status_code == 200 and logo["Cache-Control"] == "no-cache"
     assert client.get("/viewer/assets/logo.svg", HTTP_IF_MODIFIED_SINCE=logo["Last-Modified"]).status_code == 304
     assert client.get("/viewer/missing.bundle.js").status_code == 404
-    assert client.get("/viewer/../../config/settings.py").status_code == 404
+    (site.parent / "outside.txt").write_text("not the viewer's")  # exists, one level above the viewer's files
+    assert client.get("/viewer/../outside.txt").status_code == 404
     assert client.post("/viewer/app.bundle.0123456789abcdef.js").status_code == 405
 
 
